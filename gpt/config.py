@@ -1,0 +1,251 @@
+"""Model and training configuration: validated dataclasses and the three presets.
+
+A configuration is built once and checked once; after that every part of the
+pipeline can trust it. ``TrainingConfig`` keeps the original ``CustomTrainingConfig``
+interface (``from_dict``, ``update``, ``to_dict``) and the custom-parameter shape,
+where model values travel under ``model_overrides``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpt.errors import ConfigError
+
+MODES = ("quick", "full", "custom")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _coerce(owner: str, name: str, value: Any, kind: type) -> Any:
+    """Turn a value read from YAML, JSON or a flag into the field's type, or say why not."""
+    where = f"{owner}.{name}" if owner else name
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false (got {value!r})")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ConfigError(f"{where} must be a whole number (got {value!r})")
+        return int(value)
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number (got {value!r})") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number (got {value!r})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number (got {value!r})")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text (got {value!r})")
+        return value
+    raise TypeError(f"no coercion for {kind}")  # pragma: no cover - programming error
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _typed_values(cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    scalar = {"int": int, "float": float, "str": str, "bool": bool}
+    kinds = {f.name: scalar[f.type] for f in fields(cls) if f.type in scalar}
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        known = ", ".join(sorted(kinds))
+        raise ConfigError(f"unknown {owner or 'config'} key {unknown[0]!r} (known: {known})")
+    return {name: _coerce(owner, name, value, kinds[name]) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """GPT-2 architecture sizes; the defaults are the 124M configuration."""
+
+    vocab_size: int = 50257
+    context_length: int = 256
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.1
+    qkv_bias: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
+        _require(
+            self.emb_dim % self.n_heads == 0,
+            f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})",
+        )
+        _require(0.0 <= self.drop_rate < 1.0, f"drop_rate must be in [0, 1) (got {self.drop_rate})")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        return cls(**_typed_values(cls, values, "model"))
+
+    def update(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **_typed_values(type(self), changes, "model"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything one training run needs besides data and device."""
+
+    num_epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    eval_freq: int = 25
+    eval_iter: int = 5
+    max_length: int = 512
+    stride: int = 256
+    start_context: str = "Every effort moves you"
+    num_workers: int = 0
+    warmup_steps: int = 0
+    cosine_decay: bool = False
+    min_learning_rate: float = 0.0
+    grad_clip: float = 0.0
+    seed: int = 123
+    precision: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("num_epochs", "batch_size", "eval_freq", "eval_iter", "max_length", "stride"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
+        for name in ("num_workers", "warmup_steps", "seed"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
+        _require(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")
+        _require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        _require(self.grad_clip >= 0, f"grad_clip must be >= 0, 0 turns it off (got {self.grad_clip})")
+        _require(
+            0 <= self.min_learning_rate <= self.learning_rate,
+            f"min_learning_rate must be in [0, learning_rate={self.learning_rate}] (got {self.min_learning_rate})",
+        )
+        _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        _require(self.start_context.strip() != "", "start_context must not be empty")
+        _require(
+            self.max_length <= self.model.context_length,
+            f"max_length ({self.max_length}) must be <= the model's context_length ({self.model.context_length})",
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: TrainingConfig | None = None) -> TrainingConfig:
+        """Build from the custom-parameter shape, on top of ``base`` (the custom preset by default)."""
+        values = dict(values)
+        overrides = values.pop("model_overrides", None) or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"model_overrides must be a mapping (got {overrides!r})")
+        return (base or PRESETS["custom"]).update(**values, **overrides)
+
+    def update(self, **changes: Any) -> TrainingConfig:
+        """A new config with ``changes``; model keys (``n_heads`` ...) may be given flat.
+
+        Setting ``max_length`` alone also sets the model's ``context_length``, so a
+        longer context needs one value, not two.
+        """
+        model_changes = {k: v for k, v in changes.items() if k in MODEL_FIELDS}
+        own = {k: v for k, v in changes.items() if k not in MODEL_FIELDS}
+        if "model" in own:
+            raise ConfigError("pass model values flat or under model_overrides, not as 'model'")
+        own = _typed_values(type(self), own, "")
+        if "max_length" in own and "context_length" not in model_changes:
+            model_changes["context_length"] = own["max_length"]
+        return dataclasses.replace(self, model=self.model.update(**model_changes), **own)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The custom-parameter shape: ``from_dict(to_dict())`` gives the same config back."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        values["model_overrides"] = self.model.to_dict()
+        return values
+
+
+QUICK_MODEL = ModelConfig(context_length=128, emb_dim=64, n_heads=4, n_layers=2)
+
+PRESETS: dict[str, TrainingConfig] = {
+    # A smoke run: a tiny model, one epoch, evaluated at every other step.
+    "quick": TrainingConfig(
+        num_epochs=1,
+        batch_size=4,
+        learning_rate=5e-4,
+        weight_decay=0.1,
+        eval_freq=2,
+        eval_iter=2,
+        max_length=128,
+        stride=128,
+        model=QUICK_MODEL,
+    ),
+    # The reference book run: GPT-2 124M, ten epochs over "The Verdict".
+    "full": TrainingConfig(
+        num_epochs=10,
+        batch_size=2,
+        learning_rate=4e-4,
+        weight_decay=0.1,
+        eval_freq=5,
+        eval_iter=5,
+        max_length=256,
+        stride=256,
+        model=ModelConfig(context_length=256),
+    ),
+    "custom": TrainingConfig(
+        model=ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1),
+    ),
+}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file in the custom-parameter shape."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {first_line}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return values
+
+
+def resolve_config(
+    mode: str = "quick",
+    file_values: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainingConfig:
+    """Preset, then file, then flags: each later source wins."""
+    if mode not in PRESETS:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+    config = PRESETS[mode]
+    if file_values:
+        config = TrainingConfig.from_dict(file_values, base=config)
+    if overrides:
+        config = config.update(**overrides)
+    return config
+
+
+def write_config_file(config: TrainingConfig, path: str | Path) -> Path:
+    """Write ``config`` so that ``--config path`` reproduces it exactly."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,17 @@
+"""Errors a user can fix: the CLI prints their message on one line and exits with status 2."""
+
+
+class UserError(Exception):
+    """Bad input: a wrong value, a missing file, unusable data or an unreachable server."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value outside its allowed range."""
+
+
+class DataError(UserError):
+    """Training text that cannot be read, fetched or split into windows."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training cannot recover from that."""

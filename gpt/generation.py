@@ -1,0 +1,62 @@
+"""Text generation: greedy, temperature, top-k and top-p (nucleus) sampling."""
+
+from __future__ import annotations
+
+import tiktoken
+import torch
+from torch import nn
+
+
+def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
+    return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
+
+
+def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
+    return tokenizer.decode(token_ids.squeeze(0).tolist())
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token once the tokens before it already cover top_p; the first always stays.
+        drop_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Extend ``idx`` (batch, tokens) by up to ``max_new_tokens``; temperature 0 is greedy."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (got {temperature})")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (got {top_k})")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (got {top_p})")
+    for _ in range(max_new_tokens):
+        logits = model(idx[:, -context_size:])[:, -1, :]
+        logits = _filter_logits(logits, top_k, top_p)
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            next_id = torch.multinomial(probs, num_samples=1, generator=generator)
+        else:
+            next_id = torch.argmax(logits, dim=-1, keepdim=True)
+        if eos_id is not None and bool((next_id == eos_id).all()):
+            break
+        idx = torch.cat((idx, next_id), dim=1)
+    return idx

@@ -1,0 +1,91 @@
+"""GPT-2 in one readable module: embeddings, pre-LayerNorm transformer blocks, an untied head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt.config import ModelConfig
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal self-attention; PyTorch's fused kernel does the masking and softmax."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.drop_rate = config.drop_rate
+        self.W_query = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_key = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_value = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
+        self.resid_dropout = nn.Dropout(config.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, emb_dim = x.shape
+
+        def heads(projection: nn.Linear) -> torch.Tensor:
+            return projection(x).view(batch, tokens, self.n_heads, -1).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(
+            heads(self.W_query),
+            heads(self.W_key),
+            heads(self.W_value),
+            dropout_p=self.drop_rate if self.training else 0.0,
+            is_causal=True,
+        )
+        context = context.transpose(1, 2).reshape(batch, tokens, emb_dim)
+        return self.resid_dropout(self.out_proj(context))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(config.emb_dim, 4 * config.emb_dim),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(4 * config.emb_dim, config.emb_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.emb_dim)
+        self.att = MultiHeadAttention(config)
+        self.norm2 = nn.LayerNorm(config.emb_dim)
+        self.ff = FeedForward(config)
+        self.drop_shortcut = nn.Dropout(config.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.att(self.norm1(x))
+        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+
+
+class GPTModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
+        self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
+        self.drop_emb = nn.Dropout(config.drop_rate)
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(config) for _ in range(config.n_layers)])
+        self.final_norm = nn.LayerNorm(config.emb_dim)
+        self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+
+    def forward(self, in_idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (batch, tokens) to next-token logits (batch, tokens, vocab)."""
+        tokens = in_idx.shape[1]
+        if tokens > self.config.context_length:
+            raise ValueError(f"sequence of {tokens} tokens exceeds context_length {self.config.context_length}")
+        positions = torch.arange(tokens, device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        return self.out_head(self.final_norm(self.trf_blocks(x)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,183 @@
+"""The training loop. It knows nothing of tracking or search: it reports to callbacks."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from gpt.config import TrainingConfig
+from gpt.device import autocast, check_same_device
+from gpt.environment import Environment
+from gpt.errors import NonFiniteLossError
+from gpt.generation import generate, text_to_token_ids, token_ids_to_text
+
+SAMPLE_TOKENS = 50
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    epoch: int
+    step: int
+    tokens_seen: int
+    train_loss: float
+    val_loss: float
+    learning_rate: float
+    tokens_per_sec: float
+    progress: float  # fraction of all training steps done, for comparing runs of different lengths
+
+
+@dataclass
+class TrainingHistory:
+    """Filled in as training goes, so a caller still has it after an interrupt."""
+
+    total_steps: int = 0
+    step: int = -1
+    tokens_seen: int = 0
+    evals: list[EvalResult] = field(default_factory=list)
+    batch_losses: list[tuple[int, float]] = field(default_factory=list)
+    samples: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def best_eval(self) -> EvalResult | None:
+        return min(self.evals, key=lambda e: e.val_loss, default=None)
+
+
+class TrainingCallback:
+    """Hooks the loop calls; subclasses override what they need. Raising stops training."""
+
+    def on_batch(self, step: int, loss: float) -> None:
+        """Every ``log_every`` steps, with that step's batch loss."""
+
+    def on_eval(self, result: EvalResult) -> None:
+        """At every evaluation."""
+
+    def on_epoch_end(self, epoch: int, sample: str) -> None:
+        """After each epoch, with a greedy sample from the start context."""
+
+
+class ConsoleReporter(TrainingCallback):
+    """Prints evaluation lines and samples the way the original pipeline did."""
+
+    def on_eval(self, result: EvalResult) -> None:
+        tqdm.write(
+            f"Ep {result.epoch} (Step {result.step:06d}): "
+            f"Train loss {result.train_loss:.3f}, Val loss {result.val_loss:.3f}"
+        )
+
+    def on_epoch_end(self, epoch: int, sample: str) -> None:
+        tqdm.write(f"Sample after epoch {epoch}: {sample.replace(chr(10), ' ')}")
+
+
+def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
+    """Linear warmup to ``learning_rate``, then constant or cosine decay to ``min_learning_rate``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    if not config.cosine_decay:
+        return config.learning_rate
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
+
+
+def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, env: Environment) -> torch.Tensor:
+    inputs, targets = inputs.to(env.device), targets.to(env.device)
+    with autocast(env.device, env.precision):
+        logits = model(inputs)
+    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+@torch.no_grad()
+def mean_loss(loader: DataLoader, env: Environment, num_batches: int) -> float:
+    """Mean loss over the first ``num_batches`` batches of ``loader``."""
+    losses = []
+    for i, (inputs, targets) in enumerate(loader):
+        if i >= num_batches:
+            break
+        losses.append(batch_loss(env.model, inputs, targets, env).item())
+    return sum(losses) / len(losses)
+
+
+def greedy_sample(env: Environment) -> str:
+    env.model.eval()
+    context = text_to_token_ids(env.config.start_context, env.tokenizer).to(env.device)
+    with autocast(env.device, env.precision):
+        ids = generate(env.model, context, SAMPLE_TOKENS, env.config.model.context_length)
+    env.model.train()
+    return token_ids_to_text(ids, env.tokenizer)
+
+
+def train(
+    env: Environment,
+    callbacks: Sequence[TrainingCallback] = (),
+    log_every: int = 1,
+    progress_bar: bool = True,
+    history: TrainingHistory | None = None,
+) -> TrainingHistory:
+    """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step."""
+    config, model, optimizer = env.config, env.model, env.optimizer
+    history = history if history is not None else TrainingHistory()
+    history.total_steps = config.num_epochs * len(env.train_loader)
+    show_bar = progress_bar and sys.stderr.isatty()
+    train_seconds, tokens_at_last_eval, seconds_at_last_eval = 0.0, 0, 0.0
+    model.train()
+    for epoch in range(1, config.num_epochs + 1):
+        batches = tqdm(env.train_loader, desc=f"Epoch {epoch}", disable=not show_bar, leave=True)
+        for inputs, targets in batches:
+            started = time.perf_counter()
+            step = history.step + 1
+            if step == 0:
+                check_same_device(model, inputs.to(env.device), targets.to(env.device))
+            lr = learning_rate_at(step, history.total_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(model, inputs, targets, env)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(f"loss became {loss_value} at step {step} (learning_rate {lr:.3g})")
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            train_seconds += time.perf_counter() - started
+            history.step = step
+            history.tokens_seen += inputs.numel()
+            history.batch_losses.append((step, loss_value))
+            if step % log_every == 0:
+                for callback in callbacks:
+                    callback.on_batch(step, loss_value)
+            if step % config.eval_freq == 0 or step == history.total_steps - 1:
+                model.eval()
+                train_loss = mean_loss(env.train_loader, env, config.eval_iter)
+                val_loss = mean_loss(env.val_loader, env, config.eval_iter)
+                model.train()
+                elapsed = max(train_seconds - seconds_at_last_eval, 1e-9)
+                result = EvalResult(
+                    epoch=epoch,
+                    step=step,
+                    tokens_seen=history.tokens_seen,
+                    train_loss=train_loss,
+                    val_loss=val_loss,
+                    learning_rate=lr,
+                    tokens_per_sec=(history.tokens_seen - tokens_at_last_eval) / elapsed,
+                    progress=(step + 1) / history.total_steps,
+                )
+                tokens_at_last_eval, seconds_at_last_eval = history.tokens_seen, train_seconds
+                history.evals.append(result)
+                for callback in callbacks:
+                    callback.on_eval(result)
+        if not show_bar:
+            print(f"Epoch {epoch}: {len(env.train_loader)}/{len(env.train_loader)} steps", flush=True)
+        sample = greedy_sample(env)
+        history.samples.append((epoch, sample))
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, sample)
+    return history

@@ -1,0 +1,94 @@
+"""Command line: train one GPT (``single``), search hyperparameters (``sweep``), show the best trial (``best``).
+
+This module only parses options and calls ``sweeps``; every rule lives there or in ``gpt``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gpt.config import MODES, read_config_file, resolve_config
+from gpt.device import DEVICES
+from gpt.errors import UserError
+
+TRACKING_OPTIONS = [
+    click.option("--experiment", default=None, help="MLflow experiment name."),
+    click.option("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+]
+
+
+def tracking_options(command):
+    for option in reversed(TRACKING_OPTIONS):
+        command = option(command)
+    return command
+
+
+@click.group()
+def cli() -> None:
+    """Train small GPT models from scratch and sweep their hyperparameters, every run tracked in MLflow."""
+
+
+@cli.command()
+@click.option("--mode", type=click.Choice(MODES), default="quick", show_default=True, help="Preset to start from.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or JSON settings (custom_params shape).")
+@click.option("--num-epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--weight-decay", type=float)
+@click.option("--eval-freq", type=int, help="Evaluate every N steps.")
+@click.option("--eval-iter", type=int, help="Batches per evaluation.")
+@click.option("--max-length", type=int, help="Context length in tokens (also sets the model's).")
+@click.option("--stride", type=int, help="Tokens between the starts of training windows.")
+@click.option("--start-context", help="Prompt for the sample after each epoch.")
+@click.option("--num-workers", type=int, help="DataLoader worker processes.")
+@click.option("--n-heads", type=int)
+@click.option("--n-layers", type=int)
+@click.option("--emb-dim", type=int)
+@click.option("--drop-rate", type=float)
+@click.option("--qkv-bias/--no-qkv-bias", default=None)
+@click.option("--warmup-steps", type=int, help="Linear learning-rate warmup steps (0: off).")
+@click.option("--cosine-decay/--no-cosine-decay", default=None, help="Cosine decay to --min-learning-rate.")
+@click.option("--min-learning-rate", type=float)
+@click.option("--grad-clip", type=float, help="Clip the gradient norm to this (0: off).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 on CUDA, fp32 on CPU.")
+@click.option("--seed", type=int)
+@click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps.")
+@click.option("--run-name", help="MLflow run name.")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
+@tracking_options
+def single(mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, **flags) -> None:
+    """Train one GPT-2-style model from scratch as one MLflow run."""
+    from sweeps.single import run_single
+    from sweeps.tracking import DEFAULT_EXPERIMENT
+
+    file_values = read_config_file(config_file) if config_file else None
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    config = resolve_config(mode, file_values, overrides)
+    run_single(
+        config, mode, data, device, log_every, experiment or DEFAULT_EXPERIMENT, tracking_uri, run_name, output_dir
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130."""
+    try:
+        cli.main(args=argv, prog_name="runner.py", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("Interrupted: the MLflow run is marked KILLED, with its last checkpoint saved.", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except UserError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

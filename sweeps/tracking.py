@@ -1,0 +1,219 @@
+"""MLflow tracking for single runs and sweep trials: the store, run lifecycle and the metrics callback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+from gpt.checkpoint import save_checkpoint
+from gpt.config import write_config_file
+from gpt.environment import Environment
+from gpt.errors import UserError
+from gpt.plotting import plot_losses
+from gpt.training import EvalResult, TrainingCallback, TrainingHistory, train
+
+DEFAULT_EXPERIMENT = "gpt-from-scratch"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_PARAMS_PER_CALL = 100
+
+# MLflow announces its database migrations on every new store; they are not news to a user.
+for _noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+def connect(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default store."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("file:", "/", ".")) or "://" not in uri:
+        raise UserError(f"tracking URI {uri} is a plain file store, which MLflow 3 refuses; use sqlite:///mlflow.db")
+    client = MlflowClient(uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # MLflow and SQLAlchemy raise many kinds for an unreachable store
+        raise UserError(f"cannot reach the MLflow tracking store {uri}: {_first_line(exc)}") from None
+    return client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # another worker created it first
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(f"MLflow experiment {name!r} is deleted; restore it or pick another --experiment")
+    return experiment.experiment_id
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, when run from one."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient,
+    experiment: str,
+    run_name: str | None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator[str]:
+    """An MLflow run that always ends: FINISHED, FAILED (reason tagged) or KILLED on Ctrl-C.
+
+    With ``run_id`` an existing run is reopened instead of a new one created.
+    """
+    if run_id is None:
+        run_id = client.create_run(experiment, run_name=run_name, tags=tags or {}).info.run_id
+    else:
+        client.update_run(run_id, status="RUNNING")
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as exc:
+        client.set_tag(run_id, "error", _first_line(exc))
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(key, str(value)) for key, value in params.items() if value is not None]
+    for start in range(0, len(items), MAX_PARAMS_PER_CALL):
+        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_CALL])
+
+
+def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every resolved value a run depends on, flat, as MLflow params."""
+    config = env.config.to_dict()
+    model = config.pop("model_overrides")
+    return {
+        **config,
+        **model,
+        "data_source": env.tokens.source,
+        "data_sha256": env.tokens.sha256,
+        "tokenizer": env.tokens.encoding,
+        "total_tokens": env.tokens.total_tokens,
+        "train_tokens": len(env.tokens.train_ids),
+        "val_tokens": len(env.tokens.val_ids),
+        "device": str(env.device),
+        "resolved_precision": env.precision,
+        "git_commit": git_commit(),
+        **(extra or {}),
+    }
+
+
+class MlflowReporter(TrainingCallback):
+    """Sends each step's metrics in one batched call; keeps the samples file current."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self.samples: list[str] = []
+
+    def _log(self, step: int, values: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+
+    def on_batch(self, step: int, loss: float) -> None:
+        self._log(step, {"batch_loss": loss})
+
+    def on_eval(self, result: EvalResult) -> None:
+        self._log(
+            result.step,
+            {
+                "train_loss": result.train_loss,
+                "val_loss": result.val_loss,
+                "tokens_seen": result.tokens_seen,
+                "learning_rate": result.learning_rate,
+                "tokens_per_sec": result.tokens_per_sec,
+            },
+        )
+
+    def on_epoch_end(self, epoch: int, sample: str) -> None:
+        self.samples.append(f"--- epoch {epoch} ---\n{sample}\n")
+        self.client.log_text(self.run_id, "\n".join(self.samples), "samples.txt")
+
+
+def train_tracked(
+    env: Environment,
+    client: MlflowClient,
+    run_id: str,
+    callbacks: Sequence[TrainingCallback] = (),
+    log_every: int = 1,
+    progress_bar: bool = True,
+    keep_checkpoint: bool = True,
+    plot_dir: Path | None = None,
+) -> TrainingHistory:
+    """Train with every eval in MLflow, then log the plot, config and checkpoint.
+
+    On Ctrl-C the checkpoint of the last completed step is still logged before the
+    interrupt goes on up, so a killed run keeps its weights.
+    """
+    history = TrainingHistory()
+    with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
+        scratch_dir = Path(scratch)
+        client.log_artifact(run_id, str(write_config_file(env.config, scratch_dir / "config.yaml")))
+        try:
+            train(env, [MlflowReporter(client, run_id), *callbacks], log_every, progress_bar, history)
+        except KeyboardInterrupt:
+            if keep_checkpoint and history.step >= 0:
+                log_checkpoint(env, client, run_id, history.step, scratch_dir)
+            raise
+        finally:
+            if history.evals:
+                plot = plot_losses(history, (plot_dir or scratch_dir) / "training_losses.png")
+                client.log_artifact(run_id, str(plot))
+        best = history.best_eval
+        if best is not None:
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric("best_val_loss", best.val_loss, int(time.time() * 1000), best.step),
+                    Metric("best_val_step", best.step, int(time.time() * 1000), best.step),
+                ],
+            )
+        if keep_checkpoint:
+            log_checkpoint(env, client, run_id, history.step, scratch_dir)
+    return history
+
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def log_checkpoint(env: Environment, client: MlflowClient, run_id: str, step: int, scratch_dir: Path) -> None:
+    path = save_checkpoint(scratch_dir / "model.pt", env.model, env.optimizer, env.config, step)
+    client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
+    os.unlink(path)
+    client.set_tag(run_id, "checkpoint", f"{CHECKPOINT_DIR}/model.pt")
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

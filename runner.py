@@ -16,7 +16,9 @@ from gpt.errors import UserError
 
 TRACKING_OPTIONS = [
     click.option("--experiment", default=None, help="MLflow experiment name."),
-    click.option("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    click.option(
+        "--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+    ),
 ]
 
 
@@ -33,7 +35,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--mode", type=click.Choice(MODES), default="quick", show_default=True, help="Preset to start from.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or JSON settings (custom_params shape).")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="YAML or JSON settings (custom_params shape)."
+)
 @click.option("--num-epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", type=float)
@@ -74,6 +78,102 @@ def single(mode, config_file, data, device, log_every, experiment, tracking_uri,
     )
 
 
+@cli.command()
+@click.option(
+    "--space",
+    "space_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Search space YAML [default: sweeps/default.yaml].",
+)
+@click.option("--trials", type=int, default=30, show_default=True, help="Finished trials the study should hold.")
+@click.option("--study", default=None, help="Optuna study name [default: sweep-<space file name>].")
+@click.option(
+    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
+)
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Processes sharing the study; they split the cores."
+)
+@click.option(
+    "--sampler", type=click.Choice(["tpe", "random", "grid"]), default=None, help="Overrides the space file's."
+)
+@click.option(
+    "--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None, help="Overrides the space file's."
+)
+@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--seed", type=int, default=None, help="Sampler seed; overrides the space file's.")
+@click.option(
+    "--keep-checkpoints", type=int, default=1, show_default=True, help="Keep checkpoints of the best K trials."
+)
+@click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved space and base config, then exit.")
+@tracking_options
+def sweep(
+    space_file,
+    trials,
+    study,
+    storage,
+    workers,
+    sampler,
+    pruner,
+    timeout,
+    seed,
+    keep_checkpoints,
+    data,
+    device,
+    log_every,
+    dry_run,
+    experiment,
+    tracking_uri,
+) -> None:
+    """Search hyperparameters with Optuna; each trial is an MLflow child run of the study's parent run."""
+    from sweeps.space import DEFAULT_SPACE
+    from sweeps.study import SweepSettings, default_storage, default_study_name, run_sweep
+    from sweeps.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri
+
+    space_file = space_file or DEFAULT_SPACE
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    settings = SweepSettings(
+        space_path=space_file,
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        study_name=study or default_study_name(space_file),
+        storage=storage or default_storage(tracking_uri),
+        tracking_uri=tracking_uri,
+        experiment=experiment or DEFAULT_EXPERIMENT,
+        data=data,
+        device=device,
+        trials=trials,
+        timeout=timeout,
+        keep_checkpoints=keep_checkpoints,
+        log_every=log_every,
+        workers=workers,
+    )
+    run_sweep(settings, dry_run=dry_run)
+
+
+@cli.command()
+@click.option("--study", required=True, help="Optuna study name.")
+@click.option(
+    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
+)
+@click.option("--tracking-uri", default=None, help="MLflow store the sweep used (locates the default storage).")
+@click.option("--export", type=click.Path(path_type=Path), default=None, help="Write the best trial's config here.")
+def best(study, storage, tracking_uri, export) -> None:
+    """Show a study's best trial; --export writes a config that `single --config` reproduces."""
+    from sweeps.report import describe_best, export_best
+    from sweeps.study import default_storage, load_study
+    from sweeps.tracking import resolve_tracking_uri
+
+    loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
+    click.echo(describe_best(loaded))
+    if export:
+        click.echo(f"Wrote {export_best(loaded, export)}; rerun it with: python runner.py single --config {export}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130."""
     try:
@@ -90,5 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main_entry() -> None:
+    """The ``gpt-runner`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()

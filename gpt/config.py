@@ -100,11 +100,12 @@ class ModelConfig:
 
 
 MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
+CUSTOM_MODEL = ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Everything one training run needs besides data and device."""
+    """Everything one training run needs besides data and device; the defaults are the custom preset."""
 
     num_epochs: int = 5
     batch_size: int = 16
@@ -122,7 +123,7 @@ class TrainingConfig:
     grad_clip: float = 0.0
     seed: int = 123
     precision: str = "auto"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)
 
     def __post_init__(self) -> None:
         for name in ("num_epochs", "batch_size", "eval_freq", "eval_iter", "max_length", "stride"):
@@ -136,7 +137,9 @@ class TrainingConfig:
             0 <= self.min_learning_rate <= self.learning_rate,
             f"min_learning_rate must be in [0, learning_rate={self.learning_rate}] (got {self.min_learning_rate})",
         )
-        _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        _require(
+            self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
+        )
         _require(self.start_context.strip() != "", "start_context must not be empty")
         _require(
             self.max_length <= self.model.context_length,
@@ -155,16 +158,21 @@ class TrainingConfig:
     def update(self, **changes: Any) -> TrainingConfig:
         """A new config with ``changes``; model keys (``n_heads`` ...) may be given flat.
 
-        Setting ``max_length`` alone also sets the model's ``context_length``, so a
-        longer context needs one value, not two.
+        Where the model's ``context_length`` or the ``stride`` equal ``max_length``,
+        setting ``max_length`` alone moves them with it: a longer context needs one
+        value, not three, and non-overlapping windows stay non-overlapping.
         """
         model_changes = {k: v for k, v in changes.items() if k in MODEL_FIELDS}
         own = {k: v for k, v in changes.items() if k not in MODEL_FIELDS}
         if "model" in own:
             raise ConfigError("pass model values flat or under model_overrides, not as 'model'")
         own = _typed_values(type(self), own, "")
-        if "max_length" in own and "context_length" not in model_changes:
-            model_changes["context_length"] = own["max_length"]
+        if "max_length" in own:
+            # Values tied to max_length follow it unless they are given too.
+            if "context_length" not in model_changes and self.model.context_length == self.max_length:
+                model_changes["context_length"] = own["max_length"]
+            if "stride" not in own and self.stride == self.max_length:
+                own["stride"] = own["max_length"]
         return dataclasses.replace(self, model=self.model.update(**model_changes), **own)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,9 +209,7 @@ PRESETS: dict[str, TrainingConfig] = {
         stride=256,
         model=ModelConfig(context_length=256),
     ),
-    "custom": TrainingConfig(
-        model=ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1),
-    ),
+    "custom": TrainingConfig(),
 }
 
 
@@ -220,7 +226,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).splitlines()[0]
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {first_line}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {first_line}"
+        ) from None
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -13,11 +13,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gpt.atomic import atomic_path
+from gpt.config import TrainingConfig
 from gpt.errors import DataError
 
-VERDICT_URL = (
-    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt"
-)
+VERDICT_URL = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt"
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 DOWNLOAD_TIMEOUT_S = 30
 TRAIN_FRACTION = 0.9
@@ -148,6 +147,11 @@ class SlidingWindowDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = self.starts[index]
         return self.ids[start : start + self.max_length], self.ids[start + 1 : start + self.max_length + 1]
+
+
+def steps_per_epoch(tokens: TokenizedText, config: TrainingConfig) -> int:
+    """Optimizer steps in one epoch of ``config`` over ``tokens`` (the last short batch is dropped)."""
+    return len(SlidingWindowDataset(tokens.train_ids, config.max_length, config.stride)) // config.batch_size
 
 
 def create_dataloaders(

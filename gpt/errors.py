@@ -15,3 +15,9 @@ class DataError(UserError):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training cannot recover from that."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]

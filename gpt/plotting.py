@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
-from gpt.training import TrainingHistory  # noqa: E402
+from gpt.training import TrainingHistory
 
 MAX_BATCH_POINTS = 500
 

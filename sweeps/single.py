@@ -9,11 +9,19 @@ import click
 from mlflow import MlflowClient
 
 from gpt.config import TrainingConfig
-from gpt.errors import ConfigError
 from gpt.environment import Environment, prepare_environment
+from gpt.errors import ConfigError
 from gpt.model import count_parameters
 from gpt.training import ConsoleReporter, TrainingHistory
-from sweeps.tracking import DEFAULT_EXPERIMENT, connect, experiment_id, log_params, run_params, tracked_run, train_tracked
+from sweeps.tracking import (
+    DEFAULT_EXPERIMENT,
+    connect,
+    experiment_id,
+    log_params,
+    run_params,
+    tracked_run,
+    train_tracked,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,11 @@ def describe_result(history: TrainingHistory) -> str:
 
 def how_to_open(client: MlflowClient, experiment: str, run_id: str) -> str:
     uri = client.tracking_uri
-    ui = "mlflow ui" if uri.endswith("/mlflow.db") and uri.startswith("sqlite:///") else f"mlflow ui --backend-store-uri {uri}"
+    ui = (
+        "mlflow ui"
+        if uri.endswith("/mlflow.db") and uri.startswith("sqlite:///")
+        else f"mlflow ui --backend-store-uri {uri}"
+    )
     return f"MLflow run {run_id} (experiment {experiment}); browse it with: {ui}"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -20,37 +20,66 @@ from mlflow.exceptions import MlflowException
 from gpt.checkpoint import save_checkpoint
 from gpt.config import write_config_file
 from gpt.environment import Environment
-from gpt.errors import UserError
+from gpt.errors import UserError, one_line
 from gpt.plotting import plot_losses
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory, train
 
 DEFAULT_EXPERIMENT = "gpt-from-scratch"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAMS_PER_CALL = 100
+PROBE_TIMEOUT_S = 10
 
 # MLflow announces its database migrations on every new store; they are not news to a user.
 for _noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
-def connect(tracking_uri: str | None = None) -> MlflowClient:
-    """A client for ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default store."""
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith(("file:", "/", ".")) or "://" not in uri:
-        raise UserError(f"tracking URI {uri} is a plain file store, which MLflow 3 refuses; use sqlite:///mlflow.db")
-    client = MlflowClient(uri)
+    return mlflow.get_tracking_uri()
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password masked, for messages."""
     try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def probe_database(url: str) -> None:
+    """Fail in seconds with one line when a database server does not answer.
+
+    MLflow itself retries an unreachable database for about two minutes, then raises.
+    """
+    connect_args = {"connect_timeout": PROBE_TIMEOUT_S} if url.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # SQLAlchemy and its drivers raise many kinds for an unreachable server
+        raise UserError(f"cannot reach {redacted(url)}: {one_line(exc)}") from None
+
+
+def connect(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for the resolved store, checked to answer."""
+    uri = resolve_tracking_uri(tracking_uri)
+    scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+    if scheme == "file":
+        raise UserError(f"tracking URI {uri} is a plain file store, which MLflow 3 refuses; use sqlite:///mlflow.db")
+    if scheme.startswith(("http", "databricks")):
+        pass  # a tracking server: the query below is the probe
+    elif scheme != "sqlite":
+        probe_database(uri)
+    try:
+        client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-    except Exception as exc:  # MLflow and SQLAlchemy raise many kinds for an unreachable store
-        raise UserError(f"cannot reach the MLflow tracking store {uri}: {_first_line(exc)}") from None
+    except Exception as exc:  # MLflow raises many kinds for an unusable store
+        raise UserError(f"cannot reach the MLflow tracking store {redacted(uri)}: {one_line(exc)}") from None
     return client
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -99,7 +128,7 @@ def tracked_run(
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:
-        client.set_tag(run_id, "error", _first_line(exc))
+        client.set_tag(run_id, "error", one_line(exc))
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -172,7 +201,7 @@ def train_tracked(
     keep_checkpoint: bool = True,
     plot_dir: Path | None = None,
 ) -> TrainingHistory:
-    """Train with every eval in MLflow, then log the plot, config and checkpoint.
+    """Train with every eval in MLflow, then log the plot, config and (optionally) the checkpoint.
 
     On Ctrl-C the checkpoint of the last completed step is still logged before the
     interrupt goes on up, so a killed run keeps its weights.
@@ -185,33 +214,35 @@ def train_tracked(
             train(env, [MlflowReporter(client, run_id), *callbacks], log_every, progress_bar, history)
         except KeyboardInterrupt:
             if keep_checkpoint and history.step >= 0:
-                log_checkpoint(env, client, run_id, history.step, scratch_dir)
+                log_checkpoint(env, client, run_id, history.step)
             raise
         finally:
             if history.evals:
                 plot = plot_losses(history, (plot_dir or scratch_dir) / "training_losses.png")
                 client.log_artifact(run_id, str(plot))
-        best = history.best_eval
-        if best is not None:
-            client.log_batch(
-                run_id,
-                metrics=[
-                    Metric("best_val_loss", best.val_loss, int(time.time() * 1000), best.step),
-                    Metric("best_val_step", best.step, int(time.time() * 1000), best.step),
-                ],
-            )
-        if keep_checkpoint:
-            log_checkpoint(env, client, run_id, history.step, scratch_dir)
+    best = history.best_eval
+    if best is not None:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric("best_val_loss", best.val_loss, now, best.step),
+                Metric("best_val_step", best.step, now, best.step),
+            ],
+        )
+    if keep_checkpoint:
+        log_checkpoint(env, client, run_id, history.step)
     return history
 
 
 CHECKPOINT_DIR = "checkpoint"
 
 
-def log_checkpoint(env: Environment, client: MlflowClient, run_id: str, step: int, scratch_dir: Path) -> None:
-    path = save_checkpoint(scratch_dir / "model.pt", env.model, env.optimizer, env.config, step)
-    client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
-    os.unlink(path)
+def log_checkpoint(env: Environment, client: MlflowClient, run_id: str, step: int) -> None:
+    """Model, optimizer, config and step, as ``checkpoint/model.pt`` of the run."""
+    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
+        path = save_checkpoint(Path(scratch) / "model.pt", env.model, env.optimizer, env.config, step)
+        client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
     client.set_tag(run_id, "checkpoint", f"{CHECKPOINT_DIR}/model.pt")
 
 

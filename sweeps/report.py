@@ -1,0 +1,108 @@
+"""What a sweep leaves for people: the leaderboard, the trials table, Optuna's plots, the best config."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import click
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+from gpt.config import TrainingConfig, write_config_file
+from gpt.errors import UserError, one_line
+from sweeps.checkpoints import RUN_ID_ATTR
+
+PLOTS = {
+    "optimization_history": optuna.visualization.matplotlib.plot_optimization_history,
+    "param_importances": optuna.visualization.matplotlib.plot_param_importances,
+    "parallel_coordinate": optuna.visualization.matplotlib.plot_parallel_coordinate,
+    "intermediate_values": optuna.visualization.matplotlib.plot_intermediate_values,
+}
+
+
+def _score(trial: FrozenTrial) -> float | None:
+    """A complete trial's value, or a pruned trial's last reported one."""
+    if trial.value is not None:
+        return trial.value
+    if trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+def leaderboard(study: optuna.Study, top: int = 5) -> str:
+    """The best complete and pruned trials, ranked by their (last reported) value."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    trials = [t for t in study.get_trials(deepcopy=False, states=states) if _score(t) is not None]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials.sort(key=lambda t: (t.state != TrialState.COMPLETE, -_score(t) if maximize else _score(t)))
+    counts = {state.name: len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
+    lines = [
+        f"Study {study.study_name}: " + ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n),
+        f"{'trial':>5}  {'state':<8}  {'best val':>8}  {'seconds':>7}  params",
+    ]
+    for trial in trials[:top]:
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        lines.append(f"{trial.number:>5}  {trial.state.name:<8}  {_score(trial):>8.4f}  {seconds:>7.1f}  {params}")
+    if trials:
+        best_run = trials[0].user_attrs.get(RUN_ID_ATTR)
+        lines.append(f"Best trial's MLflow run: {best_run}; browse all with `mlflow ui`")
+        lines.append(f"Export its config: python runner.py best --study {study.study_name} --export best.yaml")
+    return "\n".join(lines)
+
+
+def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str) -> None:
+    """Trials table and plots on the parent run; a plot that cannot be drawn is skipped, never fatal."""
+    with tempfile.TemporaryDirectory(prefix="gpt-sweep-") as scratch:
+        table = Path(scratch) / "trials.csv"
+        study.trials_dataframe().to_csv(table, index=False)
+        client.log_artifact(parent_run_id, str(table))
+        for name, plot in PLOTS.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+                    axes = plot(study)
+                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+                path = Path(scratch) / f"{name}.png"
+                figure.savefig(path, dpi=100, bbox_inches="tight")
+                plt.close(figure)
+                client.log_artifact(parent_run_id, str(path), "plots")
+            except Exception as exc:  # plotting must never fail a sweep
+                plt.close("all")
+                click.echo(f"Skipped plot {name}: {one_line(exc)}")
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet") from None
+
+
+def describe_best(study: optuna.Study) -> str:
+    trial = best_trial(study)
+    lines = [
+        f"Best trial of {study.study_name}: #{trial.number}, {study.direction.name.lower()}d value {trial.value:.4f}",
+        f"  MLflow run: {trial.user_attrs.get(RUN_ID_ATTR)}",
+        "  params:",
+        *(f"    {k}: {v}" for k, v in trial.params.items()),
+    ]
+    return "\n".join(lines)
+
+
+def export_best(study: optuna.Study, path: str | Path) -> Path:
+    """Write the best trial's full config as a file that ``runner.py single --config`` takes."""
+    trial = best_trial(study)
+    if "config" not in trial.user_attrs:
+        raise UserError(f"trial {trial.number} of {study.study_name!r} holds no config to export")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"folder of {path} does not exist")
+    return write_config_file(TrainingConfig.from_dict(trial.user_attrs["config"]), path)

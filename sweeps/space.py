@@ -1,0 +1,243 @@
+"""Search spaces: YAML files that name a base config, an objective and the parameters to sample.
+
+A space is checked as a whole before any trial runs, so a typo costs one line, not a sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from gpt.config import MODEL_FIELDS, TrainingConfig, read_config_file, resolve_config
+from gpt.data import TokenizedText, create_dataloaders
+from gpt.errors import ConfigError, DataError
+
+DEFAULT_SPACE = Path(__file__).resolve().parent / "default.yaml"
+SPACE_KEYS = {"base", "objective", "params", "sampler", "pruner", "seed"}
+BASE_KEYS = {"mode", "config", "overrides"}
+OBJECTIVE_KEYS = {"metric", "direction"}
+METRICS = ("best_val_loss", "final_val_loss")
+DIRECTIONS = ("minimize", "maximize")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+DISTRIBUTION_KEYS = {
+    "float": ({"type", "low", "high"}, {"log", "step"}),
+    "int": ({"type", "low", "high"}, {"log", "step"}),
+    "categorical": ({"type", "choices"}, set()),
+}
+SEARCHABLE = {
+    name
+    for name in [*TrainingConfig().to_dict(), *TrainingConfig().model.to_dict()]
+    if name not in {"model_overrides", "start_context", "precision", "num_workers", "seed", "vocab_size"}
+}
+
+
+def _check_keys(where: str, values: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping (got {values!r})")
+    unknown = sorted(set(values) - required - optional)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(required | optional))})")
+    missing = sorted(required - set(values))
+    if missing:
+        raise ConfigError(f"{where}: missing key {missing[0]!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched value and its distribution."""
+
+    name: str
+    distribution: optuna.distributions.BaseDistribution
+
+    @classmethod
+    def parse(cls, name: str, spec: Any) -> Param:
+        where = f"params.{name}"
+        if name not in SEARCHABLE:
+            raise ConfigError(
+                f"{where}: {name!r} is not a searchable setting (choose from {', '.join(sorted(SEARCHABLE))})"
+            )
+        if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTION_KEYS:
+            raise ConfigError(f"{where}: type must be one of {', '.join(DISTRIBUTION_KEYS)} (got {spec!r})")
+        required, optional = DISTRIBUTION_KEYS[spec["type"]]
+        _check_keys(where, spec, required, optional)
+        if spec["type"] == "categorical":
+            choices = spec["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"{where}: choices must be a non-empty list")
+            return cls(name, optuna.distributions.CategoricalDistribution(choices))
+        kind = int if spec["type"] == "int" else float
+        low, high = spec["low"], spec["high"]
+        for bound, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+                raise ConfigError(
+                    f"{where}: {bound} must be {'a whole number' if kind is int else 'a number'} (got {value!r})"
+                )
+        if low > high:
+            raise ConfigError(f"{where}: low ({low}) must be <= high ({high})")
+        log, step = bool(spec.get("log", False)), spec.get("step")
+        if log and low <= 0:
+            raise ConfigError(f"{where}: a log distribution needs low > 0 (got {low})")
+        if log and step is not None:
+            raise ConfigError(f"{where}: log and step cannot be combined")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+            raise ConfigError(f"{where}: step must be a positive number (got {step!r})")
+        if kind is int:
+            distribution = optuna.distributions.IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+        else:
+            distribution = optuna.distributions.FloatDistribution(float(low), float(high), log=log, step=step)
+        return cls(name, distribution)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        d = self.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return trial.suggest_categorical(self.name, d.choices)
+        if isinstance(d, optuna.distributions.IntDistribution):
+            return trial.suggest_int(self.name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(self.name, d.low, d.high, step=d.step, log=d.log)
+
+    def candidate_values(self) -> list[Any]:
+        """Values to try the base config with: every choice or int, or a float range's ends."""
+        d = self.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return list(d.choices)
+        if isinstance(d, optuna.distributions.IntDistribution):
+            return list(range(d.low, d.high + 1, d.step))
+        return [d.low, d.high]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: Path
+    sha256: str
+    mode: str
+    base: TrainingConfig
+    metric: str
+    direction: str
+    params: tuple[Param, ...]
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSpace:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"search space file not found: {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read search space file {path}: {exc.strerror}") from None
+        try:
+            spec = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"search space {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        return cls.parse(spec, path, hashlib.sha256(raw).hexdigest())
+
+    @classmethod
+    def parse(cls, spec: Any, path: Path, sha256: str = "") -> SearchSpace:
+        spec = _check_keys(f"search space {path}", spec, {"params"}, SPACE_KEYS - {"params"})
+        base = _check_keys("base", spec.get("base") or {}, set(), BASE_KEYS)
+        objective = _check_keys("objective", spec.get("objective") or {}, set(), OBJECTIVE_KEYS)
+        mode = base.get("mode", "quick")
+        file_values = None
+        if base.get("config"):
+            config_path = Path(base["config"])
+            file_values = read_config_file(config_path if config_path.is_absolute() else path.parent / config_path)
+        overrides = _check_keys(
+            "base.overrides",
+            base.get("overrides") or {},
+            set(),
+            set(SEARCHABLE) | {"start_context", "precision", "num_workers", "seed"},
+        )
+        base_config = resolve_config(mode, file_values, overrides)
+        metric = objective.get("metric", "best_val_loss")
+        direction = objective.get("direction", "minimize")
+        if metric not in METRICS:
+            raise ConfigError(f"objective.metric must be one of {', '.join(METRICS)} (got {metric!r})")
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"objective.direction must be one of {', '.join(DIRECTIONS)} (got {direction!r})")
+        if not isinstance(spec["params"], dict) or not spec["params"]:
+            raise ConfigError("params must name at least one setting to search")
+        params = tuple(Param.parse(name, p) for name, p in spec["params"].items())
+        space = cls(
+            path=path,
+            sha256=sha256,
+            mode=mode,
+            base=base_config,
+            metric=metric,
+            direction=direction,
+            params=params,
+        )
+        return space.with_options(spec.get("sampler"), spec.get("pruner"), spec.get("seed"))
+
+    def with_options(self, sampler: str | None, pruner: str | None, seed: int | None) -> SearchSpace:
+        """The space with command-line choices laid over the file's, checked."""
+        sampler, pruner = sampler or self.sampler, pruner or self.pruner
+        seed = self.seed if seed is None else seed
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)} (got {sampler!r})")
+        if pruner not in PRUNERS:
+            raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)} (got {pruner!r})")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"seed must be a whole number (got {seed!r})")
+        if sampler == "grid":
+            floats = [p.name for p in self.params if isinstance(p.distribution, optuna.distributions.FloatDistribution)]
+            if floats:
+                raise ConfigError(f"the grid sampler needs int or categorical params; {floats[0]} is a float range")
+        space = SearchSpace(**{**self.__dict__, "sampler": sampler, "pruner": pruner, "seed": seed})
+        space.check_combinations()
+        return space
+
+    def check_combinations(self) -> None:
+        """Every value must build a valid config; n_heads must divide emb_dim whatever both are."""
+        for param in self.params:
+            for value in param.candidate_values():
+                try:
+                    self.base.update(**{param.name: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"params.{param.name} = {value!r} cannot run: {exc}") from None
+        for n_heads, emb_dim in itertools.product(self.values_of("n_heads"), self.values_of("emb_dim")):
+            if emb_dim % n_heads:
+                raise ConfigError(f"params: n_heads {n_heads} does not divide emb_dim {emb_dim}")
+
+    def values_of(self, name: str) -> list[Any]:
+        """What ``name`` can be in a trial: its candidates if searched, else the base value."""
+        param = next((p for p in self.params if p.name == name), None)
+        if param:
+            return param.candidate_values()
+        return [getattr(self.base.model if name in MODEL_FIELDS else self.base, name)]
+
+    def check_data(self, tokens: TokenizedText) -> None:
+        """Every context length and batch size the space can sample must fit the text."""
+        for max_length, batch_size in itertools.product(self.values_of("max_length"), self.values_of("batch_size")):
+            config = self.base.update(max_length=max_length, batch_size=batch_size)
+            try:
+                create_dataloaders(tokens, config.max_length, config.stride, config.batch_size)
+            except DataError as exc:
+                raise ConfigError(f"params.max_length {max_length} cannot be filled: {exc}") from None
+
+    def grid(self) -> dict[str, list[Any]]:
+        return {p.name: p.candidate_values() for p in self.params}
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {p.name: p.suggest(trial) for p in self.params}
+
+    def describe(self) -> str:
+        lines = [
+            f"Search space {self.path} (sha256 {self.sha256[:12]})",
+            f"  objective: {self.direction} {self.metric}",
+            f"  sampler: {self.sampler}, pruner: {self.pruner}, seed: {self.seed}",
+            "  params:",
+            *(f"    {p.name}: {p.distribution}" for p in self.params),
+            f"  base ({self.mode}):",
+            *(f"    {k}: {v}" for k, v in self.base.to_dict().items()),
+        ]
+        return "\n".join(lines)

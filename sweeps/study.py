@@ -1,0 +1,420 @@
+"""The Optuna search: storage, study, the tracked trial objective and worker processes.
+
+This is where Optuna and MLflow meet. The study keeps the id of its MLflow parent run
+in its user attributes, so every later call and every worker finds the same parent.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+import optuna
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from gpt.data import TokenizedText, steps_per_epoch
+from gpt.environment import load_tokens, prepare_environment
+from gpt.errors import NonFiniteLossError, UserError, one_line
+from gpt.training import EvalResult, TrainingCallback, TrainingHistory
+from sweeps.checkpoints import RUN_ID_ATTR, ranks_in_top, remove_dropped_checkpoints
+from sweeps.report import leaderboard, log_study_report
+from sweeps.space import SearchSpace
+from sweeps.tracking import (
+    connect,
+    experiment_id,
+    log_checkpoint,
+    log_params,
+    probe_database,
+    redacted,
+    run_params,
+    set_tags,
+    tracked_run,
+    train_tracked,
+)
+
+JOURNAL_NAME = "optuna-journal.log"
+REPORT_POINTS = 10
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
+TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
+
+
+def default_study_name(space_path: str | Path) -> str:
+    return f"sweep-{Path(space_path).stem}"
+
+
+def default_storage(tracking_uri: str) -> str:
+    """A journal file beside the MLflow database, or in the current folder for a remote store."""
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / JOURNAL_NAME)
+    return JOURNAL_NAME
+
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage:
+    """An RDB storage for a URL, else a journal file that several local processes share safely."""
+    if "://" in storage:
+        probe_database(storage)
+        try:
+            return optuna.storages.RDBStorage(storage)
+        except Exception as exc:  # SQLAlchemy and drivers raise many kinds for a storage they cannot use
+            raise UserError(f"cannot open Optuna storage {redacted(storage)}: {one_line(exc)}") from None
+    path = Path(storage)
+    if path.is_dir():
+        raise UserError(f"Optuna storage {path} is a folder; give a journal file path")
+    if not path.parent.is_dir():
+        raise UserError(f"folder of Optuna storage {path} does not exist")
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def make_sampler(space: SearchSpace, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    seed = None if space.seed is None else space.seed + worker_index  # workers must not sample in lockstep
+    if space.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    if space.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if space.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORT_POINTS, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(
+    space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, worker_index: int = 0
+) -> optuna.Study:
+    """Create or resume ``name``; a study made from another space is refused."""
+    study = optuna.create_study(
+        storage=storage,
+        sampler=make_sampler(space, worker_index),
+        pruner=make_pruner(space),
+        study_name=name,
+        direction=space.direction,
+        load_if_exists=True,
+    )
+    made_from = study.user_attrs.get("space_sha256")
+    if made_from is None:
+        study.set_user_attr("space_sha256", space.sha256)
+        study.set_user_attr("space_file", str(space.path))
+    elif made_from != space.sha256 or study.direction.name.lower() != space.direction:
+        raise UserError(
+            f"study {name!r} was made from a different search space ({study.user_attrs.get('space_file')}); "
+            "pass --study with a new name to search this one"
+        )
+    return study
+
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    """An existing study; a missing one is a clear error, not a new empty study."""
+    if "://" not in storage and not Path(storage).is_file():
+        raise UserError(f"no Optuna storage at {storage}; pass the --storage the sweep used")
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:
+        raise UserError(f"no study named {name!r} in {redacted(storage)}") from None
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def ensure_parent_run(study: optuna.Study, client: MlflowClient, experiment: str, space: SearchSpace) -> str:
+    """The study's MLflow parent run, made on the first call and found again afterwards."""
+    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            raise UserError(
+                f"study {study.study_name!r} logs to MLflow run {run_id}, which this tracking store does not hold; "
+                "pass the --tracking-uri the study was started with"
+            ) from None
+        return run_id
+    run_id = client.create_run(
+        experiment, run_name=study.study_name, tags={"optuna_study": study.study_name}
+    ).info.run_id
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    client.log_artifact(run_id, str(space.path))
+    config = space.base.to_dict()
+    log_params(
+        client,
+        run_id,
+        {
+            "study": study.study_name,
+            "space_file": str(space.path),
+            "objective": f"{space.direction} {space.metric}",
+            **{f"base.{k}": v for k, v in {**config, **config.pop("model_overrides")}.items()},
+            **{f"space.{p.name}": p.distribution for p in space.params},
+        },
+    )
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def objective_value(history: TrainingHistory, metric: str) -> float:
+    if not history.evals:
+        raise NonFiniteLossError("training ended before its first evaluation")
+    return history.best_eval.val_loss if metric == "best_val_loss" else history.evals[-1].val_loss
+
+
+class PruningReporter(TrainingCallback):
+    """Reports to Optuna at fixed fractions of each trial's training, so steps line up across trials.
+
+    Trials with other context lengths or batch sizes run other numbers of optimizer
+    steps; the report step is the tenth of training reached (0..10), not the step.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, points: int = REPORT_POINTS) -> None:
+        self.trial, self.metric, self.points = trial, metric, points
+        self.best, self.last_point = math.inf, -1
+
+    def on_eval(self, result: EvalResult) -> None:
+        self.best = min(self.best, result.val_loss)
+        point = min(int(result.progress * self.points), self.points)
+        if point <= self.last_point:
+            return
+        self.last_point = point
+        self.trial.report(self.best if self.metric == "best_val_loss" else result.val_loss, point)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything a worker process needs to join the sweep; plain values, so it pickles."""
+
+    space_path: Path
+    sampler: str | None
+    pruner: str | None
+    seed: int | None
+    study_name: str
+    storage: str
+    tracking_uri: str
+    experiment: str
+    data: str | None
+    device: str
+    trials: int
+    timeout: float | None
+    keep_checkpoints: int
+    log_every: int = 1
+    workers: int = 1
+
+    def load_space(self) -> SearchSpace:
+        return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)
+
+
+class TrialObjective:
+    """Trains one sampled config as an MLflow child run and returns the objective."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        settings: SweepSettings,
+        client: MlflowClient,
+        experiment: str,
+        parent_run_id: str,
+        tokens: TokenizedText,
+        tokenizer: Any,
+    ) -> None:
+        self.study, self.space, self.settings = study, space, settings
+        self.client, self.experiment, self.parent_run_id = client, experiment, parent_run_id
+        self.tokens, self.tokenizer = tokens, tokenizer
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except TRIAL_FAILURES as exc:
+            trial.set_user_attr("fail_reason", one_line(exc, 500))
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
+        sampled = self.space.sample(trial)
+        config = self.space.base.update(**sampled)
+        # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
+        total_steps = config.num_epochs * steps_per_epoch(self.tokens, config)
+        config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
+        trial.set_user_attr("config", config.to_dict())
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "optuna_study": self.study.study_name,
+            "trial_number": str(trial.number),
+        }
+        pruned: optuna.TrialPruned | None = None
+        with tracked_run(self.client, self.experiment, f"{self.study.study_name}-trial-{trial.number}", tags) as run_id:
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+            env = prepare_environment(config, device=self.settings.device, tokenizer=self.tokenizer, tokens=self.tokens)
+            extra = {"trial_number": trial.number, "study": self.study.study_name}
+            log_params(
+                self.client, run_id, run_params(env, {**extra, **{f"sampled.{k}": v for k, v in sampled.items()}})
+            )
+            try:
+                history = train_tracked(
+                    env,
+                    self.client,
+                    run_id,
+                    [PruningReporter(trial, self.space.metric)],
+                    self.settings.log_every,
+                    progress_bar=False,
+                    keep_checkpoint=False,
+                )
+                value = objective_value(history, self.space.metric)
+            except optuna.TrialPruned as exc:
+                set_tags(self.client, run_id, {"trial_state": "PRUNED", "pruned_reason": str(exc)})
+                pruned = exc
+            except TRIAL_FAILURES:
+                set_tags(self.client, run_id, {"trial_state": "FAIL"})
+                raise
+            else:
+                set_tags(self.client, run_id, {"trial_state": "COMPLETE"})
+                if ranks_in_top(self.study, value, self.settings.keep_checkpoints):
+                    log_checkpoint(env, self.client, run_id, history.step)
+        if pruned is not None:
+            raise pruned
+        return value
+
+
+class ParentRunUpdater:
+    """After each trial: the parent's best value and params, checkpoint clean-up, one line of progress."""
+
+    def __init__(self, client: MlflowClient, parent_run_id: str, keep_checkpoints: int) -> None:
+        self.client, self.parent_run_id, self.keep = client, parent_run_id, keep_checkpoints
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        duration = trial.duration.total_seconds() if trial.duration else 0.0
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+        click.echo(f"Trial {trial.number} {trial.state.name}{reason}: value {value} in {duration:.1f}s {trial.params}")
+        try:
+            best = study.best_trial
+        except ValueError:  # no complete trial yet
+            return
+        self.client.log_batch(
+            self.parent_run_id, metrics=[Metric("best_value", best.value, int(time.time() * 1000), trial.number)]
+        )
+        set_tags(
+            self.client,
+            self.parent_run_id,
+            {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}},
+        )
+        remove_dropped_checkpoints(study, self.client, self.keep)
+
+
+def run_worker(settings: SweepSettings, worker_index: int = 0) -> None:
+    """Join the study and run trials until it holds ``settings.trials`` finished ones."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = settings.load_space()
+    client = connect(settings.tracking_uri)
+    tokens, tokenizer = load_tokens(settings.data)
+    study = open_study(space, settings.study_name, open_storage(settings.storage), worker_index)
+    parent_run_id = study.user_attrs[PARENT_RUN_ATTR]
+    remaining = settings.trials - finished_trials(study)
+    if remaining <= 0:
+        return
+    study.optimize(
+        TrialObjective(
+            study, space, settings, client, experiment_id(client, settings.experiment), parent_run_id, tokens, tokenizer
+        ),
+        n_trials=remaining,
+        timeout=settings.timeout,
+        catch=TRIAL_FAILURES,
+        callbacks=[
+            MaxTrialsCallback(settings.trials, states=FINISHED_STATES),
+            ParentRunUpdater(client, parent_run_id, settings.keep_checkpoints),
+        ],
+    )
+
+
+def _worker_process(settings: SweepSettings, worker_index: int, threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        run_worker(settings, worker_index)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except UserError as exc:
+        click.echo(f"Error: worker {worker_index}: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+def run_workers(settings: SweepSettings) -> None:
+    """Run the trials here, or in ``workers`` spawned processes that split the cores."""
+    if settings.workers == 1:
+        run_worker(settings)
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // settings.workers)
+    context = multiprocessing.get_context("spawn")  # never fork a process that has torch's threads running
+    processes = [
+        context.Process(target=_worker_process, args=(settings, index, threads), name=f"sweep-worker-{index}")
+        for index in range(settings.workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:  # each worker closes its own trial on the same Ctrl-C
+            process.join()
+        raise
+    failed = [p.name for p in processes if p.exitcode not in (0, None)]
+    if failed:
+        raise UserError(f"{', '.join(failed)} stopped with an error; see the lines above")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    study: optuna.Study
+    parent_run_id: str
+    experiment_id: str
+
+
+def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | None:
+    """Check everything, then search: one MLflow parent run, a child run per trial."""
+    space = settings.load_space()
+    if settings.trials < 1:
+        raise UserError(f"trials must be >= 1 (got {settings.trials})")
+    if settings.workers < 1:
+        raise UserError(f"workers must be >= 1 (got {settings.workers})")
+    if settings.keep_checkpoints < 0:
+        raise UserError(f"keep_checkpoints must be >= 0 (got {settings.keep_checkpoints})")
+    if settings.timeout is not None and settings.timeout <= 0:
+        raise UserError(f"timeout must be > 0 seconds (got {settings.timeout})")
+    tokens, _ = load_tokens(settings.data)
+    space.check_data(tokens)
+    if dry_run:
+        click.echo(space.describe())
+        click.echo(
+            f"Study {settings.study_name} in {settings.storage}; {settings.trials} trials, {settings.workers} worker(s)"
+        )
+        return None
+    client = connect(settings.tracking_uri)
+    settings = replace(settings, tracking_uri=client.tracking_uri)
+    study = open_study(space, settings.study_name, open_storage(settings.storage))
+    exp_id = experiment_id(client, settings.experiment)
+    parent_run_id = ensure_parent_run(study, client, exp_id, space)
+    done = finished_trials(study)
+    click.echo(
+        f"Study {study.study_name}: {done} of {settings.trials} trials finished; "
+        f"MLflow parent run {parent_run_id}; storage {settings.storage}"
+    )
+    with tracked_run(client, exp_id, None, run_id=parent_run_id):
+        run_workers(settings)
+        log_study_report(study, client, parent_run_id)
+    click.echo(leaderboard(study))
+    return SweepResult(study, parent_run_id, exp_id)

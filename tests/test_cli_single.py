@@ -1,0 +1,135 @@
+"""`runner.py single` end to end: real gpt2 encoding, real text, a real MLflow store in a temp folder."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+
+import runner
+from gpt.checkpoint import load_checkpoint, restore_model
+from gpt.config import PRESETS, read_config_file, resolve_config
+from gpt.environment import prepare_environment
+from gpt.training import TrainingCallback
+from sweeps.tracking import connect, experiment_id, tracked_run, train_tracked
+
+
+def only_run(tracking_uri: str):
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "runner.py"), "single", "--data", str(verdict), "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in ("Device: CPU", "Tokenizer: GPT-2 (tiktoken)", "Total params:    6,540,800", "Ep 1 (Step 000008)"):
+        assert expected in out
+    assert "Saved training loss plot to training_losses.png" in out and (tmp_path / "training_losses.png").is_file()
+
+    client, run = only_run(store)
+    assert run.info.status == "FINISHED" and run.info.run_id in out
+    params = run.data.params
+    assert params["mode"] == "quick" and params["emb_dim"] == "64" and params["max_length"] == "128"
+    assert params["data_sha256"] == "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+    assert params["total_tokens"] == "5145" and params["device"] == "cpu" and params["seed"] == "123"
+    val = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in val] == [0, 2, 4, 6, 8]
+    assert 10.5 < val[0].value < 11.2 and val[-1].value < val[0].value
+    for metric in ("train_loss", "tokens_seen", "learning_rate", "tokens_per_sec", "batch_loss", "best_val_loss"):
+        assert client.get_metric_history(run.info.run_id, metric), metric
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"training_losses.png", "samples.txt", "config.yaml", "checkpoint"} <= artifacts
+
+    local = client.download_artifacts(run.info.run_id, "", str(tmp_path / "artifacts"))
+    checkpoint = load_checkpoint(f"{local}/checkpoint/model.pt")
+    model, config = restore_model(checkpoint)
+    assert not model.training
+    assert checkpoint["step"] == 8 and "optimizer_state_dict" in checkpoint and config == PRESETS["quick"]
+    assert resolve_config("full", read_config_file(f"{local}/config.yaml")) == PRESETS["quick"]
+    with open(f"{local}/samples.txt") as samples:
+        assert "Every effort moves you" in samples.read()
+
+
+def _bad(args, capsys):
+    code = runner.main(["single", *args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--drop-rate", "1.5"], r"drop_rate must be in [0, 1)"),
+        (["--n-heads", "3"], "emb_dim (64) must be divisible by n_heads (3)"),
+        (["--learning-rate", "-1"], "learning_rate must be > 0"),
+        (["--stride", "0"], "stride must be >= 1"),
+        (["--eval-iter", "0"], "eval_iter must be >= 1"),
+        (["--log-every", "0"], "log_every must be >= 1"),
+        (["--batch-size", "many"], "'many' is not a valid integer"),
+        (["--mode", "huge"], "'huge' is not one of"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], "cuda"),
+        (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+        (["--data", "missing.txt"], "data file not found: missing.txt"),
+        (["--max-length", "1024"], "validation split"),
+        (["--tracking-uri", "postgresql://u:secret@127.0.0.1:9/db"], "cannot reach the MLflow tracking store"),
+    ],
+)
+def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, verdict):
+    data = [] if "--data" in args else ["--data", str(verdict)]
+    tracking = [] if "--tracking-uri" in args else ["--tracking-uri", store]
+    code, err = _bad([*args, *data, *tracking], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("Error: ")
+    assert message in err
+    assert "secret" not in err
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"", "is empty"), (b"\xff\xfe\xfa" * 50, "is not UTF-8 text")])
+def test_unusable_data_files(content, message, capsys, store, tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_bytes(content)
+    code, err = _bad(["--data", str(path), "--tracking-uri", store], capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert MlflowClient(store).search_runs(["0"]) == []  # nothing was started for bad data
+
+
+class StopAt(TrainingCallback):
+    def __init__(self, step, error):
+        self.step, self.error = step, error
+
+    def on_batch(self, step, loss):
+        if step == self.step:
+            raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(KeyboardInterrupt(), "KILLED"), (RuntimeError("disk on fire"), "FAILED")]
+)
+def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, tiny_tokenizer):
+    client = connect(store)
+    config = PRESETS["quick"].update(vocab_size=257, emb_dim=16, n_heads=2, n_layers=1, max_length=32, batch_size=16)
+    env = prepare_environment(config, str(verdict), "cpu", tokenizer=tiny_tokenizer)
+    with pytest.raises(type(error)), tracked_run(client, experiment_id(client, "t"), "r") as run_id:
+        train_tracked(env, client, run_id, [StopAt(3, error)], progress_bar=False)
+    run = client.get_run(run_id)
+    assert run.info.status == status == RunStatus.to_string(getattr(RunStatus, status))
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "training_losses.png" in artifacts and "config.yaml" in artifacts  # what was logged stays
+    if status == "KILLED":
+        assert run.data.tags["checkpoint"] == "checkpoint/model.pt"
+        local = client.download_artifacts(run_id, "checkpoint/model.pt")
+        assert load_checkpoint(local)["step"] == 3
+    else:
+        assert run.data.tags["error"] == "RuntimeError: disk on fire"

@@ -1,0 +1,184 @@
+"""Sweeps on real stores in a temp folder: an Optuna journal file and an MLflow SQLite store."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+import runner
+from sweeps.study import open_storage
+
+TINY_BASE = """
+base:
+  mode: quick
+  overrides: {num_epochs: 1, emb_dim: 16, n_heads: 2, n_layers: 1, eval_iter: 1, batch_size: 8}
+"""
+
+SPACE = (
+    TINY_BASE
+    + """
+params:
+  learning_rate: {type: float, low: 1.0e-5, high: 3.0e-2, log: true}
+  max_length: {type: categorical, choices: [16, 32]}
+  drop_rate: {type: float, low: 0.0, high: 0.2}
+pruner: median
+seed: 3
+"""
+)
+
+
+def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def sweep(space: Path, store: str, verdict: Path, *args: str) -> int:
+    return runner.main(
+        ["sweep", "--space", str(space), "--data", str(verdict), "--tracking-uri", store, "--log-every", "5", *args]
+    )
+
+
+def children_of(client: MlflowClient, parent_id: str):
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000)
+
+
+def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / "optuna-journal.log")))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("params: {}\ncolour: red\n", "unknown key 'colour'"),
+        ("params:\n  flux: {type: float, low: 0, high: 1}\n", "'flux' is not a searchable setting"),
+        ("params:\n  drop_rate: {type: beta, low: 0, high: 1}\n", "type must be one of float, int, categorical"),
+        ("params:\n  drop_rate: {type: float, low: 0.3, high: 0.1}\n", "low (0.3) must be <= high (0.1)"),
+        ("params:\n  n_layers: {type: categorical, choices: []}\n", "choices must be a non-empty list"),
+        ("params:\n  n_heads: {type: categorical, choices: [2, 3]}\n", "n_heads = 3 cannot run: emb_dim (16) must be divisible by n_heads (3)"),
+        ("params:\n  max_length: {type: categorical, choices: [64, 600]}\n", "max_length 600 cannot be filled"),
+        ("params:\n  learning_rate: {type: float, low: 0, high: 1, log: true}\n", "log distribution needs low > 0"),
+        ("params:\n  drop_rate: {type: float, low: 0, high: 1.5}\n", "drop_rate = 1.5 cannot run"),
+        ("params:\n  drop_rate: {type: float, low: 0, high: 0.2}\nsampler: grid\n", "grid sampler needs int"),
+        ("params:\n  drop_rate: {type: float, low: 0, hi: 0.2}\n", "unknown key 'hi'"),
+        ("params: [\n", "is not valid YAML"),
+        ("objective: {metric: accuracy}\nparams:\n  n_layers: {type: int, low: 1, high: 2}\n", "objective.metric"),
+    ],
+)
+def test_broken_spaces_are_refused_before_any_trial(text, message, tmp_path, store, verdict, capsys):
+    space = write_space(tmp_path, TINY_BASE + text)
+    assert sweep(space, store, verdict, "--dry-run") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "optuna-journal.log").exists()
+
+
+def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
+    assert sweep(tmp_path / "nope.yaml", store, verdict) == 2
+    assert "search space file not found" in capsys.readouterr().err
+    space = write_space(tmp_path, SPACE)
+    for flag, value in (("--trials", "0"), ("--workers", "0"), ("--keep-checkpoints", "-1")):
+        assert sweep(space, store, verdict, flag, value) == 2
+        assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_resolved_space_and_touches_no_store(tmp_path, store, verdict, capsys):
+    assert sweep(write_space(tmp_path, SPACE), store, verdict, "--dry-run", "--pruner", "hyperband") == 0
+    out = capsys.readouterr().out
+    assert "learning_rate: FloatDistribution" in out and "pruner: hyperband" in out and "emb_dim': 16" in out
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna-journal.log").exists()
+
+
+def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(tmp_path, store, verdict, capsys):
+    space = write_space(tmp_path, SPACE)
+    assert sweep(space, store, verdict, "--trials", "4") == 0
+    study = study_at(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 4
+    client = MlflowClient(store)
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+
+    assert sweep(space, store, verdict, "--trials", "9") == 0  # resumes the same study under the same parent
+    out = capsys.readouterr().out
+    study = study_at(tmp_path)
+    trials = study.get_trials()
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 9
+    assert study.user_attrs["mlflow_parent_run_id"] == parent_id
+    assert "Study sweep-tiny: 4 of 9 trials finished" in out and "best val" in out
+
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-tiny"
+    assert len(client.search_runs([parent.info.experiment_id], "attributes.run_name = 'sweep-tiny'")) == 1
+    assert client.get_metric_history(parent_id, "best_value")[-1].value == pytest.approx(study.best_value)
+    assert parent.data.tags["best_trial"] == str(study.best_trial.number)
+    artifacts = {a.path for a in client.list_artifacts(parent_id)} | {
+        a.path for a in client.list_artifacts(parent_id, "plots")
+    }
+    assert {"tiny.yaml", "trials.csv", "plots/optimization_history.png", "plots/intermediate_values.png"} <= artifacts
+
+    children = {int(run.data.params["trial_number"]): run for run in children_of(client, parent_id)}
+    assert sorted(children) == [t.number for t in trials]
+    for trial in trials:
+        run = children[trial.number]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert run.data.params["sampled.learning_rate"] == str(trial.params["learning_rate"])
+        assert client.get_metric_history(run.info.run_id, "val_loss")
+        assert set(trial.intermediate_values) <= set(range(11))
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner should stop the weakest trials of this space"
+    assert all(max(t.intermediate_values) < 10 for t in pruned)
+
+    with_checkpoint = [n for n, run in children.items() if run.data.tags.get("checkpoint") == "checkpoint/model.pt"]
+    assert with_checkpoint == [study.best_trial.number]
+    for number, run in children.items():
+        files = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
+        assert files == (["checkpoint/model.pt"] if number == study.best_trial.number else [])
+
+    exported = tmp_path / "best.yaml"
+    journal = str(tmp_path / "optuna-journal.log")
+    assert runner.main(["best", "--study", "sweep-tiny", "--storage", journal, "--export", str(exported)]) == 0
+    assert f"#{study.best_trial.number}" in capsys.readouterr().out
+    args = ["single", "--config", str(exported), "--data", str(verdict), "--tracking-uri", store]
+    assert runner.main([*args, "--experiment", "rerun"]) == 0
+    rerun = client.search_runs([client.get_experiment_by_name("rerun").experiment_id])[0]
+    assert rerun.data.metrics["best_val_loss"] == pytest.approx(study.best_value, abs=1e-5)
+
+
+def test_a_nan_trial_fails_and_the_sweep_goes_on(tmp_path, store, verdict):
+    space = write_space(
+        tmp_path,
+        TINY_BASE + "params:\n  learning_rate: {type: categorical, choices: [1.0e-3, 1.0e+5]}\nsampler: grid\n",
+    )
+    assert sweep(space, store, verdict, "--trials", "2") == 0
+    trials = {t.params["learning_rate"]: t for t in study_at(tmp_path).get_trials()}
+    assert trials[1e-3].state == TrialState.COMPLETE
+    failed = trials[1e5]
+    assert failed.state == TrialState.FAIL and "NonFiniteLossError: loss became nan" in failed.user_attrs["fail_reason"]
+    run = MlflowClient(store).get_run(failed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["error"].startswith("NonFiniteLossError")
+
+
+def test_a_study_made_from_another_space_is_not_mixed_in(tmp_path, store, verdict, capsys):
+    space = write_space(tmp_path, SPACE)
+    assert sweep(space, store, verdict, "--trials", "1") == 0
+    space.write_text(SPACE.replace("high: 0.2", "high: 0.1"))
+    assert sweep(space, store, verdict, "--trials", "2") == 2
+    assert "made from a different search space" in capsys.readouterr().err
+
+
+def test_two_workers_share_one_study_and_parent(tmp_path, store, verdict):
+    space = write_space(tmp_path, SPACE)
+    assert sweep(space, store, verdict, "--trials", "3", "--workers", "2") == 0
+    study = study_at(tmp_path)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert 3 <= len(finished) <= 4  # each worker may start one trial before it sees the total
+    children = children_of(MlflowClient(store), study.user_attrs["mlflow_parent_run_id"])
+    assert len(children) == len(study.get_trials())
+
+
+def test_best_of_an_unknown_study(tmp_path, store, capsys):
+    assert runner.main(["best", "--study", "nothing", "--storage", str(tmp_path / "j.log")]) == 2
+    assert "no Optuna storage at" in capsys.readouterr().err

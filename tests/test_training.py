@@ -1,0 +1,107 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from gpt.config import PRESETS
+from gpt.environment import prepare_environment
+from gpt.errors import ConfigError, NonFiniteLossError
+from gpt.training import TrainingCallback, learning_rate_at, train
+
+TINY = {"vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "max_length": 32, "batch_size": 16}
+
+
+@pytest.fixture
+def tiny_env(verdict, tiny_tokenizer):
+    def make(**changes):
+        config = PRESETS["quick"].update(**{**TINY, "eval_freq": 5, "eval_iter": 1, **changes})
+        return prepare_environment(config, str(verdict), "cpu", tokenizer=tiny_tokenizer)
+
+    return make
+
+
+class Recorder(TrainingCallback):
+    def __init__(self):
+        self.batches, self.evals, self.epochs = [], [], []
+
+    def on_batch(self, step, loss):
+        self.batches.append(step)
+
+    def on_eval(self, result):
+        self.evals.append(result)
+
+    def on_epoch_end(self, epoch, sample):
+        self.epochs.append((epoch, sample))
+
+
+def test_loss_falls_and_callbacks_hear_every_event(tiny_env):
+    env = tiny_env(num_epochs=2, learning_rate=3e-3)
+    recorder = Recorder()
+    history = train(env, [recorder], log_every=3, progress_bar=False)
+    steps = history.total_steps
+    assert steps == 2 * len(env.train_loader) and history.step == steps - 1
+    assert recorder.batches == list(range(0, steps, 3))
+    assert [e.step for e in recorder.evals] == sorted({*range(0, steps, 5), steps - 1})
+    assert recorder.evals[-1].val_loss < recorder.evals[0].val_loss - 1.0
+    assert recorder.evals[-1].tokens_seen == steps * 16 * 32
+    assert recorder.evals[-1].progress == 1.0
+    assert [epoch for epoch, _ in recorder.epochs] == [1, 2]
+    assert recorder.epochs[0][1].startswith(env.config.start_context)
+
+
+def test_same_seed_same_losses_other_seed_other_losses(tiny_env):
+    def losses(seed):
+        return [loss for _, loss in train(tiny_env(seed=seed), progress_bar=False).batch_losses]
+
+    assert losses(5) == losses(5)
+    assert losses(5) != losses(6)
+
+
+def test_nan_loss_stops_training_with_a_clear_error(tiny_env):
+    env = tiny_env()
+    with torch.no_grad():
+        env.model.out_head.weight.fill_(math.nan)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 0"):
+        train(env, progress_bar=False)
+
+
+def test_warmup_then_cosine_decay():
+    config = PRESETS["quick"].update(learning_rate=1.0, warmup_steps=4, cosine_decay=True, min_learning_rate=0.1)
+    rates = [learning_rate_at(step, 20, config) for step in range(20)]
+    assert rates[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:])) and rates[-1] > 0.1
+    assert learning_rate_at(7, 20, PRESETS["quick"]) == PRESETS["quick"].learning_rate
+
+
+def test_gradient_clipping_bounds_the_gradient_norm(tiny_env):
+    class GradNorms(TrainingCallback):
+        def __init__(self, model):
+            self.model, self.norms = model, []
+
+        def on_batch(self, step, loss):  # gradients of the step just taken are still in place
+            self.norms.append(torch.norm(torch.stack([p.grad.norm() for p in self.model.parameters()])).item())
+
+    def norms(**changes):
+        env = tiny_env(num_epochs=1, **changes)
+        recorder = GradNorms(env.model)
+        train(env, [recorder], progress_bar=False)
+        return recorder.norms
+
+    assert max(norms(grad_clip=0.5)) <= 0.5 + 1e-4
+    assert max(norms()) > 0.5
+
+
+def test_vocab_smaller_than_the_tokenizer_is_refused(verdict):
+    with pytest.raises(ConfigError, match=r"vocab_size \(100\) is smaller than the tokenizer's vocabulary \(50257\)"):
+        prepare_environment(PRESETS["quick"].update(vocab_size=100), str(verdict), "cpu")
+
+
+def test_missing_device_is_an_error():
+    from gpt.device import choose_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            choose_device("cuda")
+    device, reason = choose_device("auto")
+    assert device.type in {"cuda", "mps", "cpu"} and reason.startswith("auto:")

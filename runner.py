@@ -14,16 +14,20 @@ from gpt.config import MODES, read_config_file, resolve_config
 from gpt.device import DEVICES
 from gpt.errors import UserError
 
-TRACKING_OPTIONS = [
-    click.option("--experiment", default=None, help="MLflow experiment name."),
+RUN_OPTIONS = [
+    click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+    click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps."),
+    click.option("--experiment", default=None, help="MLflow experiment [default: gpt-from-scratch]."),
     click.option(
-        "--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+        "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
     ),
 ]
 
 
-def tracking_options(command):
-    for option in reversed(TRACKING_OPTIONS):
+def run_options(command):
+    """The options ``single`` and ``sweep`` share: data, device and tracking."""
+    for option in reversed(RUN_OPTIONS):
         command = option(command)
     return command
 
@@ -59,12 +63,9 @@ def cli() -> None:
 @click.option("--grad-clip", type=float, help="Clip the gradient norm to this (0: off).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 on CUDA, fp32 on CPU.")
 @click.option("--seed", type=int)
-@click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps.")
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
-@tracking_options
+@run_options
 def single(mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, **flags) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
     from sweeps.single import run_single
@@ -105,11 +106,8 @@ def single(mode, config_file, data, device, log_every, experiment, tracking_uri,
 @click.option(
     "--keep-checkpoints", type=int, default=1, show_default=True, help="Keep checkpoints of the best K trials."
 )
-@click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved space and base config, then exit.")
-@tracking_options
+@run_options
 def sweep(
     space_file,
     trials,

@@ -175,6 +175,12 @@ class TrainingConfig:
                 own["stride"] = own["max_length"]
         return dataclasses.replace(self, model=self.model.update(**model_changes), **own)
 
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Training and model values side by side, as flat as MLflow params are."""
+        values = self.to_dict()
+        model = values.pop("model_overrides")
+        return {**values, **model}
+
     def to_dict(self) -> dict[str, Any]:
         """The custom-parameter shape: ``from_dict(to_dict())`` gives the same config back."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}

@@ -174,7 +174,7 @@ def train(
                 history.evals.append(result)
                 for callback in callbacks:
                     callback.on_eval(result)
-        if not show_bar:
+        if progress_bar and not show_bar:
             print(f"Epoch {epoch}: {len(env.train_loader)}/{len(env.train_loader)} steps", flush=True)
         sample = greedy_sample(env)
         history.samples.append((epoch, sample))

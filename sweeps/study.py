@@ -47,6 +47,7 @@ JOURNAL_NAME = "optuna-journal.log"
 REPORT_POINTS = 10
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial gets our own one-line summary instead
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
 
@@ -150,7 +151,6 @@ def ensure_parent_run(study: optuna.Study, client: MlflowClient, experiment: str
     ).info.run_id
     study.set_user_attr(PARENT_RUN_ATTR, run_id)
     client.log_artifact(run_id, str(space.path))
-    config = space.base.to_dict()
     log_params(
         client,
         run_id,
@@ -158,7 +158,7 @@ def ensure_parent_run(study: optuna.Study, client: MlflowClient, experiment: str
             "study": study.study_name,
             "space_file": str(space.path),
             "objective": f"{space.direction} {space.metric}",
-            **{f"base.{k}": v for k, v in {**config, **config.pop("model_overrides")}.items()},
+            **{f"base.{k}": v for k, v in space.base.to_flat_dict().items()},
             **{f"space.{p.name}": p.distribution for p in space.params},
         },
     )
@@ -317,7 +317,6 @@ class ParentRunUpdater:
 
 def run_worker(settings: SweepSettings, worker_index: int = 0) -> None:
     """Join the study and run trials until it holds ``settings.trials`` finished ones."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = settings.load_space()
     client = connect(settings.tracking_uri)
     tokens, tokenizer = load_tokens(settings.data)

@@ -142,11 +142,8 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> Non
 
 def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every resolved value a run depends on, flat, as MLflow params."""
-    config = env.config.to_dict()
-    model = config.pop("model_overrides")
     return {
-        **config,
-        **model,
+        **env.config.to_flat_dict(),
         "data_source": env.tokens.source,
         "data_sha256": env.tokens.sha256,
         "tokenizer": env.tokens.encoding,

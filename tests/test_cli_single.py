@@ -41,6 +41,7 @@ def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path)
     assert run.info.status == "FINISHED" and run.info.run_id in out
     params = run.data.params
     assert params["mode"] == "quick" and params["emb_dim"] == "64" and params["max_length"] == "128"
+    assert "model_overrides" not in params and params["git_commit"]
     assert params["data_sha256"] == "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
     assert params["total_tokens"] == "5145" and params["device"] == "cpu" and params["seed"] == "123"
     val = client.get_metric_history(run.info.run_id, "val_loss")

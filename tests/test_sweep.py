@@ -58,7 +58,10 @@ def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
         ("params:\n  drop_rate: {type: beta, low: 0, high: 1}\n", "type must be one of float, int, categorical"),
         ("params:\n  drop_rate: {type: float, low: 0.3, high: 0.1}\n", "low (0.3) must be <= high (0.1)"),
         ("params:\n  n_layers: {type: categorical, choices: []}\n", "choices must be a non-empty list"),
-        ("params:\n  n_heads: {type: categorical, choices: [2, 3]}\n", "n_heads = 3 cannot run: emb_dim (16) must be divisible by n_heads (3)"),
+        (
+            "params:\n  n_heads: {type: categorical, choices: [2, 3]}\n",
+            "n_heads = 3 cannot run: emb_dim (16) must be divisible by n_heads (3)",
+        ),
         ("params:\n  max_length: {type: categorical, choices: [64, 600]}\n", "max_length 600 cannot be filled"),
         ("params:\n  learning_rate: {type: float, low: 0, high: 1, log: true}\n", "log distribution needs low > 0"),
         ("params:\n  drop_rate: {type: float, low: 0, high: 1.5}\n", "drop_rate = 1.5 cannot run"),

@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="runner.py", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        click.echo("Interrupted: the MLflow run is marked KILLED, with its last checkpoint saved.", err=True)
+        click.echo(
+            "Interrupted: open MLflow runs are marked KILLED (a single run keeps its last checkpoint); "
+            "run the same sweep command again to resume it.",
+            err=True,
+        )
         return 130
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)

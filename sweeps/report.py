@@ -19,6 +19,7 @@ from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
 from sweeps.checkpoints import RUN_ID_ATTR
 
+MAX_LEGEND_ENTRIES = 12
 PLOTS = {
     "optimization_history": optuna.visualization.matplotlib.plot_optimization_history,
     "param_importances": optuna.visualization.matplotlib.plot_param_importances,
@@ -69,7 +70,12 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
                     axes = plot(study)
-                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+                first = axes.flat[0] if hasattr(axes, "flat") else axes
+                figure = first.figure
+                figure.set_size_inches(10, 6)
+                legend = first.get_legend()
+                if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:
+                    legend.remove()  # a legend of one entry per trial would crowd out the plot
                 path = Path(scratch) / f"{name}.png"
                 figure.savefig(path, dpi=100, bbox_inches="tight")
                 plt.close(figure)

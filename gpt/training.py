@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,6 +79,35 @@ class ConsoleReporter(TrainingCallback):
         tqdm.write(f"Sample after epoch {epoch}: {sample.replace(chr(10), ' ')}")
 
 
+class CtrlC:
+    """Ctrl-C during training, remembered so that it cannot be lost.
+
+    Python drops a KeyboardInterrupt raised inside a garbage-collector callback
+    ("Exception ignored in ..."); the flag set here raises it again at the next step.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
 def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
     """Linear warmup to ``learning_rate``, then constant or cosine decay to ``min_learning_rate``."""
     if step < config.warmup_steps:
@@ -128,56 +160,59 @@ def train(
     show_bar = progress_bar and sys.stderr.isatty()
     train_seconds, tokens_at_last_eval, seconds_at_last_eval = 0.0, 0, 0.0
     model.train()
-    for epoch in range(1, config.num_epochs + 1):
-        batches = tqdm(env.train_loader, desc=f"Epoch {epoch}", disable=not show_bar, leave=True)
-        for inputs, targets in batches:
-            started = time.perf_counter()
-            step = history.step + 1
-            if step == 0:
-                check_same_device(model, inputs.to(env.device), targets.to(env.device))
-            lr = learning_rate_at(step, history.total_steps, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss = batch_loss(model, inputs, targets, env)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(f"loss became {loss_value} at step {step} (learning_rate {lr:.3g})")
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            train_seconds += time.perf_counter() - started
-            history.step = step
-            history.tokens_seen += inputs.numel()
-            history.batch_losses.append((step, loss_value))
-            if step % log_every == 0:
-                for callback in callbacks:
-                    callback.on_batch(step, loss_value)
-            if step % config.eval_freq == 0 or step == history.total_steps - 1:
-                model.eval()
-                train_loss = mean_loss(env.train_loader, env, config.eval_iter)
-                val_loss = mean_loss(env.val_loader, env, config.eval_iter)
-                model.train()
-                elapsed = max(train_seconds - seconds_at_last_eval, 1e-9)
-                result = EvalResult(
-                    epoch=epoch,
-                    step=step,
-                    tokens_seen=history.tokens_seen,
-                    train_loss=train_loss,
-                    val_loss=val_loss,
-                    learning_rate=lr,
-                    tokens_per_sec=(history.tokens_seen - tokens_at_last_eval) / elapsed,
-                    progress=(step + 1) / history.total_steps,
-                )
-                tokens_at_last_eval, seconds_at_last_eval = history.tokens_seen, train_seconds
-                history.evals.append(result)
-                for callback in callbacks:
-                    callback.on_eval(result)
-        if progress_bar and not show_bar:
-            print(f"Epoch {epoch}: {len(env.train_loader)}/{len(env.train_loader)} steps", flush=True)
-        sample = greedy_sample(env)
-        history.samples.append((epoch, sample))
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, sample)
+    with CtrlC() as ctrl_c:
+        for epoch in range(1, config.num_epochs + 1):
+            batches = tqdm(env.train_loader, desc=f"Epoch {epoch}", disable=not show_bar, leave=True)
+            for inputs, targets in batches:
+                ctrl_c.check()
+                started = time.perf_counter()
+                step = history.step + 1
+                if step == 0:
+                    check_same_device(model, inputs.to(env.device), targets.to(env.device))
+                lr = learning_rate_at(step, history.total_steps, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss = batch_loss(model, inputs, targets, env)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(f"loss became {loss_value} at step {step} (learning_rate {lr:.3g})")
+                loss.backward()
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                train_seconds += time.perf_counter() - started
+                history.step = step
+                history.tokens_seen += inputs.numel()
+                history.batch_losses.append((step, loss_value))
+                if step % log_every == 0:
+                    for callback in callbacks:
+                        callback.on_batch(step, loss_value)
+                if step % config.eval_freq == 0 or step == history.total_steps - 1:
+                    model.eval()
+                    train_loss = mean_loss(env.train_loader, env, config.eval_iter)
+                    val_loss = mean_loss(env.val_loader, env, config.eval_iter)
+                    model.train()
+                    elapsed = max(train_seconds - seconds_at_last_eval, 1e-9)
+                    result = EvalResult(
+                        epoch=epoch,
+                        step=step,
+                        tokens_seen=history.tokens_seen,
+                        train_loss=train_loss,
+                        val_loss=val_loss,
+                        learning_rate=lr,
+                        tokens_per_sec=(history.tokens_seen - tokens_at_last_eval) / elapsed,
+                        progress=(step + 1) / history.total_steps,
+                    )
+                    tokens_at_last_eval, seconds_at_last_eval = history.tokens_seen, train_seconds
+                    history.evals.append(result)
+                    for callback in callbacks:
+                        callback.on_eval(result)
+            if progress_bar and not show_bar:
+                print(f"Epoch {epoch}: {len(env.train_loader)}/{len(env.train_loader)} steps", flush=True)
+            sample = greedy_sample(env)
+            history.samples.append((epoch, sample))
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, sample)
+            ctrl_c.check()
     return history

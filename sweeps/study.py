@@ -47,7 +47,8 @@ JOURNAL_NAME = "optuna-journal.log"
 REPORT_POINTS = 10
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial gets our own one-line summary instead
+# Each trial gets our own one-line summary; Optuna's warnings would add a traceback per failed trial.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
 
@@ -66,7 +67,7 @@ def default_storage(tracking_uri: str) -> str:
 def open_storage(storage: str) -> optuna.storages.BaseStorage:
     """An RDB storage for a URL, else a journal file that several local processes share safely."""
     if "://" in storage:
-        probe_database(storage)
+        probe_database(storage, "Optuna storage")
         try:
             return optuna.storages.RDBStorage(storage)
         except Exception as exc:  # SQLAlchemy and drivers raise many kinds for a storage they cannot use

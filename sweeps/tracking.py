@@ -49,7 +49,7 @@ def redacted(url: str) -> str:
         return url
 
 
-def probe_database(url: str) -> None:
+def probe_database(url: str, what: str) -> None:
     """Fail in seconds with one line when a database server does not answer.
 
     MLflow itself retries an unreachable database for about two minutes, then raises.
@@ -61,7 +61,7 @@ def probe_database(url: str) -> None:
             pass
         engine.dispose()
     except Exception as exc:  # SQLAlchemy and its drivers raise many kinds for an unreachable server
-        raise UserError(f"cannot reach {redacted(url)}: {one_line(exc)}") from None
+        raise UserError(f"cannot reach the {what} {redacted(url)}: {one_line(exc)}") from None
 
 
 def connect(tracking_uri: str | None = None) -> MlflowClient:
@@ -73,7 +73,7 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
     if scheme.startswith(("http", "databricks")):
         pass  # a tracking server: the query below is the probe
     elif scheme != "sqlite":
-        probe_database(uri)
+        probe_database(uri, "MLflow tracking store")
     try:
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)

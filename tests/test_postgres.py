@@ -73,6 +73,6 @@ def test_an_unreachable_storage_server_is_one_line(tmp_path, store, verdict, cap
     url = f"postgresql://postgres:hunter2@127.0.0.1:{_free_port()}/postgres"
     assert sweep(write_space(tmp_path, SPACE), store, verdict, "--storage", url) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot reach postgresql://postgres:***@127.0.0.1" in err
+    assert len(err.splitlines()) == 1 and "cannot reach the Optuna storage postgresql://postgres:***@127.0.0.1" in err
     assert "hunter2" not in err and time.monotonic() - started < 60
     assert MlflowClient(store).search_runs(["0"]) == []

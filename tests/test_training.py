@@ -1,5 +1,7 @@
+import contextlib
 import itertools
 import math
+import signal
 
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 from gpt.config import PRESETS
 from gpt.environment import prepare_environment
 from gpt.errors import ConfigError, NonFiniteLossError
-from gpt.training import TrainingCallback, learning_rate_at, train
+from gpt.training import TrainingCallback, TrainingHistory, learning_rate_at, train
 
 TINY = {"vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "max_length": 32, "batch_size": 16}
 
@@ -105,3 +107,18 @@ def test_missing_device_is_an_error():
             choose_device("cuda")
     device, reason = choose_device("auto")
     assert device.type in {"cuda", "mps", "cpu"} and reason.startswith("auto:")
+
+
+def test_a_swallowed_ctrl_c_still_stops_training_at_the_next_step(tiny_env):
+    class SwallowedCtrlC(TrainingCallback):
+        def on_batch(self, step, loss):
+            if step == 2:
+                # As when Python drops a KeyboardInterrupt raised in a garbage-collector callback.
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.raise_signal(signal.SIGINT)
+
+    env = tiny_env()
+    with pytest.raises(KeyboardInterrupt):
+        train(env, [SwallowedCtrlC()], progress_bar=False, history=(history := TrainingHistory()))
+    assert history.step == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

@@ -13,6 +13,7 @@ import click
 from gpt.config import MODES, read_config_file, resolve_config
 from gpt.device import DEVICES
 from gpt.errors import UserError
+from gpt.interrupt import ctrl_c_remembered
 
 RUN_OPTIONS = [
     click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
@@ -175,7 +176,8 @@ def best(study, storage, tracking_uri, export) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130."""
     try:
-        cli.main(args=argv, prog_name="runner.py", standalone_mode=False)
+        with ctrl_c_remembered():
+            cli.main(args=argv, prog_name="runner.py", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo(
             "Interrupted: open MLflow runs are marked KILLED (a single run keeps its last checkpoint); "

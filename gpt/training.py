@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +18,7 @@ from gpt.device import autocast, check_same_device
 from gpt.environment import Environment
 from gpt.errors import NonFiniteLossError
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
+from gpt.interrupt import ctrl_c_remembered, stop_if_ctrl_c
 
 SAMPLE_TOKENS = 50
 
@@ -79,35 +77,6 @@ class ConsoleReporter(TrainingCallback):
         tqdm.write(f"Sample after epoch {epoch}: {sample.replace(chr(10), ' ')}")
 
 
-class CtrlC:
-    """Ctrl-C during training, remembered so that it cannot be lost.
-
-    Python drops a KeyboardInterrupt raised inside a garbage-collector callback
-    ("Exception ignored in ..."); the flag set here raises it again at the next step.
-    """
-
-    def __init__(self) -> None:
-        self.pressed = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.pressed = True
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def check(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-
 def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
     """Linear warmup to ``learning_rate``, then constant or cosine decay to ``min_learning_rate``."""
     if step < config.warmup_steps:
@@ -160,11 +129,11 @@ def train(
     show_bar = progress_bar and sys.stderr.isatty()
     train_seconds, tokens_at_last_eval, seconds_at_last_eval = 0.0, 0, 0.0
     model.train()
-    with CtrlC() as ctrl_c:
+    with ctrl_c_remembered():
         for epoch in range(1, config.num_epochs + 1):
             batches = tqdm(env.train_loader, desc=f"Epoch {epoch}", disable=not show_bar, leave=True)
             for inputs, targets in batches:
-                ctrl_c.check()
+                stop_if_ctrl_c()
                 started = time.perf_counter()
                 step = history.step + 1
                 if step == 0:
@@ -214,5 +183,5 @@ def train(
             history.samples.append((epoch, sample))
             for callback in callbacks:
                 callback.on_epoch_end(epoch, sample)
-            ctrl_c.check()
+            stop_if_ctrl_c()
     return history

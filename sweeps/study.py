@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gpt.data import TokenizedText, steps_per_epoch
 from gpt.environment import load_tokens, prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
+from gpt.interrupt import ctrl_c_remembered, stop_if_ctrl_c
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.checkpoints import RUN_ID_ATTR, ranks_in_top, remove_dropped_checkpoints
 from sweeps.report import leaderboard, log_study_report
@@ -297,6 +298,7 @@ class ParentRunUpdater:
         self.client, self.parent_run_id, self.keep = client, parent_run_id, keep_checkpoints
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        stop_if_ctrl_c()  # a press swallowed during the trial still stops the sweep here
         duration = trial.duration.total_seconds() if trial.duration else 0.0
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
@@ -343,7 +345,8 @@ def run_worker(settings: SweepSettings, worker_index: int = 0) -> None:
 def _worker_process(settings: SweepSettings, worker_index: int, threads: int) -> None:
     torch.set_num_threads(threads)
     try:
-        run_worker(settings, worker_index)
+        with ctrl_c_remembered():
+            run_worker(settings, worker_index)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except UserError as exc:

@@ -195,7 +195,7 @@ PRESETS: dict[str, TrainingConfig] = {
     "quick": TrainingConfig(
         num_epochs=1,
         batch_size=4,
-        learning_rate=5e-4,
+        learning_rate=2e-3,
         weight_decay=0.1,
         eval_freq=2,
         eval_iter=2,

@@ -106,6 +106,24 @@ def mean_loss(loader: DataLoader, env: Environment, num_batches: int) -> float:
     return sum(losses) / len(losses)
 
 
+def evaluate(env: Environment, history: TrainingHistory, epoch: int, lr: float, tokens_per_sec: float) -> EvalResult:
+    """Mean train and val loss over ``eval_iter`` batches each, at the current step."""
+    env.model.eval()
+    train_loss = mean_loss(env.train_loader, env, env.config.eval_iter)
+    val_loss = mean_loss(env.val_loader, env, env.config.eval_iter)
+    env.model.train()
+    return EvalResult(
+        epoch=epoch,
+        step=history.step,
+        tokens_seen=history.tokens_seen,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        learning_rate=lr,
+        tokens_per_sec=tokens_per_sec,
+        progress=(history.step + 1) / history.total_steps,
+    )
+
+
 def greedy_sample(env: Environment) -> str:
     env.model.eval()
     context = text_to_token_ids(env.config.start_context, env.tokenizer).to(env.device)
@@ -127,7 +145,7 @@ def train(
     history = history if history is not None else TrainingHistory()
     history.total_steps = config.num_epochs * len(env.train_loader)
     show_bar = progress_bar and sys.stderr.isatty()
-    train_seconds, tokens_at_last_eval, seconds_at_last_eval = 0.0, 0, 0.0
+    train_seconds, seconds_at_last_eval = 0.0, 0.0
     model.train()
     with ctrl_c_remembered():
         for epoch in range(1, config.num_epochs + 1):
@@ -158,22 +176,10 @@ def train(
                     for callback in callbacks:
                         callback.on_batch(step, loss_value)
                 if step % config.eval_freq == 0 or step == history.total_steps - 1:
-                    model.eval()
-                    train_loss = mean_loss(env.train_loader, env, config.eval_iter)
-                    val_loss = mean_loss(env.val_loader, env, config.eval_iter)
-                    model.train()
-                    elapsed = max(train_seconds - seconds_at_last_eval, 1e-9)
-                    result = EvalResult(
-                        epoch=epoch,
-                        step=step,
-                        tokens_seen=history.tokens_seen,
-                        train_loss=train_loss,
-                        val_loss=val_loss,
-                        learning_rate=lr,
-                        tokens_per_sec=(history.tokens_seen - tokens_at_last_eval) / elapsed,
-                        progress=(step + 1) / history.total_steps,
-                    )
-                    tokens_at_last_eval, seconds_at_last_eval = history.tokens_seen, train_seconds
+                    tokens_since = history.tokens_seen - (history.evals[-1].tokens_seen if history.evals else 0)
+                    speed = tokens_since / max(train_seconds - seconds_at_last_eval, 1e-9)
+                    seconds_at_last_eval = train_seconds
+                    result = evaluate(env, history, epoch, lr, speed)
                     history.evals.append(result)
                     for callback in callbacks:
                         callback.on_eval(result)

@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())
+        return 0
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         return 2 if isinstance(exc, click.UsageError) else exc.exit_code

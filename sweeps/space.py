@@ -31,11 +31,8 @@ DISTRIBUTION_KEYS = {
     "int": ({"type", "low", "high"}, {"log", "step"}),
     "categorical": ({"type", "choices"}, set()),
 }
-SEARCHABLE = {
-    name
-    for name in [*TrainingConfig().to_dict(), *TrainingConfig().model.to_dict()]
-    if name not in {"model_overrides", "start_context", "precision", "num_workers", "seed", "vocab_size"}
-}
+SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
+SEARCHABLE = SETTINGS - {"start_context", "precision", "num_workers", "seed", "vocab_size"}
 
 
 def _check_keys(where: str, values: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -151,12 +148,7 @@ class SearchSpace:
         if base.get("config"):
             config_path = Path(base["config"])
             file_values = read_config_file(config_path if config_path.is_absolute() else path.parent / config_path)
-        overrides = _check_keys(
-            "base.overrides",
-            base.get("overrides") or {},
-            set(),
-            set(SEARCHABLE) | {"start_context", "precision", "num_workers", "seed"},
-        )
+        overrides = _check_keys("base.overrides", base.get("overrides") or {}, set(), set(SETTINGS))
         base_config = resolve_config(mode, file_values, overrides)
         metric = objective.get("metric", "best_val_loss")
         direction = objective.get("direction", "minimize")

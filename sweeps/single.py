@@ -86,11 +86,14 @@ def run_single(
     """Check the store, ready data and model, then train inside one MLflow run."""
     if log_every < 1:
         raise ConfigError(f"log_every must be >= 1 (got {log_every})")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use output folder {output_dir}: {exc.strerror}") from None
     client = connect(tracking_uri)
     env = prepare_environment(config, data, device)
     click.echo(describe_environment(env))
     exp_id = experiment_id(client, experiment)
-    output_dir.mkdir(parents=True, exist_ok=True)
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}) as run_id:
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))

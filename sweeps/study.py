@@ -394,6 +394,8 @@ def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | N
         raise UserError(f"trials must be >= 1 (got {settings.trials})")
     if settings.workers < 1:
         raise UserError(f"workers must be >= 1 (got {settings.workers})")
+    if settings.log_every < 1:
+        raise UserError(f"log_every must be >= 1 (got {settings.log_every})")
     if settings.keep_checkpoints < 0:
         raise UserError(f"keep_checkpoints must be >= 0 (got {settings.keep_checkpoints})")
     if settings.timeout is not None and settings.timeout <= 0:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, VERDICT
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
@@ -84,6 +84,7 @@ def _bad(args, capsys):
         (["--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["--data", "missing.txt"], "data file not found: missing.txt"),
         (["--max-length", "1024"], "validation split"),
+        (["--output-dir", str(VERDICT)], f"cannot use output folder {VERDICT}: File exists"),
         (["--tracking-uri", "postgresql://u:secret@127.0.0.1:9/db"], "cannot reach the MLflow tracking store"),
     ],
 )

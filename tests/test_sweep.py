@@ -83,7 +83,13 @@ def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
     assert sweep(tmp_path / "nope.yaml", store, verdict) == 2
     assert "search space file not found" in capsys.readouterr().err
     space = write_space(tmp_path, SPACE)
-    for flag, value in (("--trials", "0"), ("--workers", "0"), ("--keep-checkpoints", "-1")):
+    for flag, value in (
+        ("--trials", "0"),
+        ("--workers", "0"),
+        ("--keep-checkpoints", "-1"),
+        ("--log-every", "0"),
+        ("--timeout", "-1"),
+    ):
         assert sweep(space, store, verdict, flag, value) == 2
         assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import click
 import optuna
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
@@ -35,6 +33,7 @@ from sweeps.tracking import (
     connect,
     experiment_id,
     log_checkpoint,
+    log_metrics,
     log_params,
     probe_database,
     redacted,
@@ -307,9 +306,7 @@ class ParentRunUpdater:
             best = study.best_trial
         except ValueError:  # no complete trial yet
             return
-        self.client.log_batch(
-            self.parent_run_id, metrics=[Metric("best_value", best.value, int(time.time() * 1000), trial.number)]
-        )
+        log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": best.value})
         set_tags(
             self.client,
             self.parent_run_id,
@@ -318,11 +315,14 @@ class ParentRunUpdater:
         remove_dropped_checkpoints(study, self.client, self.keep)
 
 
-def run_worker(settings: SweepSettings, worker_index: int = 0) -> None:
-    """Join the study and run trials until it holds ``settings.trials`` finished ones."""
+def run_worker(settings: SweepSettings, worker_index: int = 0, loaded: tuple[TokenizedText, Any] | None = None) -> None:
+    """Join the study and run trials until it holds ``settings.trials`` finished ones.
+
+    ``loaded`` is the text this process has already tokenized, if any.
+    """
     space = settings.load_space()
     client = connect(settings.tracking_uri)
-    tokens, tokenizer = load_tokens(settings.data)
+    tokens, tokenizer = loaded or load_tokens(settings.data)
     study = open_study(space, settings.study_name, open_storage(settings.storage), worker_index)
     parent_run_id = study.user_attrs[PARENT_RUN_ATTR]
     remaining = settings.trials - finished_trials(study)
@@ -354,10 +354,10 @@ def _worker_process(settings: SweepSettings, worker_index: int, threads: int) ->
         raise SystemExit(2) from None
 
 
-def run_workers(settings: SweepSettings) -> None:
+def run_workers(settings: SweepSettings, loaded: tuple[TokenizedText, Any]) -> None:
     """Run the trials here, or in ``workers`` spawned processes that split the cores."""
     if settings.workers == 1:
-        run_worker(settings)
+        run_worker(settings, loaded=loaded)
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // settings.workers)
@@ -400,8 +400,8 @@ def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | N
         raise UserError(f"keep_checkpoints must be >= 0 (got {settings.keep_checkpoints})")
     if settings.timeout is not None and settings.timeout <= 0:
         raise UserError(f"timeout must be > 0 seconds (got {settings.timeout})")
-    tokens, _ = load_tokens(settings.data)
-    space.check_data(tokens)
+    loaded = load_tokens(settings.data)
+    space.check_data(loaded[0])
     if dry_run:
         click.echo(space.describe())
         click.echo(
@@ -419,7 +419,7 @@ def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | N
         f"MLflow parent run {parent_run_id}; storage {settings.storage}"
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id):
-        run_workers(settings)
+        run_workers(settings, loaded)
         log_study_report(study, client, parent_run_id)
     click.echo(leaderboard(study))
     return SweepResult(study, parent_run_id, exp_id)

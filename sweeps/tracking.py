@@ -157,6 +157,12 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
     }
 
 
+def log_metrics(client: MlflowClient, run_id: str, step: int, values: dict[str, float]) -> None:
+    """All ``values`` at ``step`` in one batched call."""
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+
+
 class MlflowReporter(TrainingCallback):
     """Sends each step's metrics in one batched call; keeps the samples file current."""
 
@@ -164,15 +170,13 @@ class MlflowReporter(TrainingCallback):
         self.client, self.run_id = client, run_id
         self.samples: list[str] = []
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
-
     def on_batch(self, step: int, loss: float) -> None:
-        self._log(step, {"batch_loss": loss})
+        log_metrics(self.client, self.run_id, step, {"batch_loss": loss})
 
     def on_eval(self, result: EvalResult) -> None:
-        self._log(
+        log_metrics(
+            self.client,
+            self.run_id,
             result.step,
             {
                 "train_loss": result.train_loss,
@@ -219,14 +223,7 @@ def train_tracked(
                 client.log_artifact(run_id, str(plot))
     best = history.best_eval
     if best is not None:
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[
-                Metric("best_val_loss", best.val_loss, now, best.step),
-                Metric("best_val_step", best.step, now, best.step),
-            ],
-        )
+        log_metrics(client, run_id, best.step, {"best_val_loss": best.val_loss, "best_val_step": best.step})
     if keep_checkpoint:
         log_checkpoint(env, client, run_id, history.step)
     return history

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from gpt.config import MODES, read_config_file, resolve_config
-from gpt.device import DEVICES
+from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, SamplingSettings, read_config_file, resolve_config
 from gpt.errors import UserError
 from gpt.interrupt import ctrl_c_remembered
 
@@ -62,7 +61,12 @@ def cli() -> None:
 @click.option("--cosine-decay/--no-cosine-decay", default=None, help="Cosine decay to --min-learning-rate.")
 @click.option("--min-learning-rate", type=float)
 @click.option("--grad-clip", type=float, help="Clip the gradient norm to this (0: off).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 on CUDA, fp32 on CPU.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="auto: bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX, fp32 elsewhere.",
+)
+@click.option("--compile/--no-compile", default=None, help="torch.compile the model (slow start, faster steps).")
 @click.option("--seed", type=int)
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
@@ -171,6 +175,50 @@ def best(study, storage, tracking_uri, export) -> None:
     click.echo(describe_best(loaded))
     if export:
         click.echo(f"Wrote {export_best(loaded, export)}; rerun it with: python runner.py single --config {export}")
+
+
+TRACKING_URI_OPTION = click.option(
+    "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
+)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=int, default=5000, show_default=True)
+@TRACKING_URI_OPTION
+def ui(host, port, tracking_uri) -> None:
+    """Browse every run and trial: MLflow's UI on the store the runner writes to."""
+    from sweeps.browse import serve_ui
+    from sweeps.tracking import connect
+
+    serve_ui(connect(tracking_uri).tracking_uri, host, port)
+
+
+@cli.command()
+@click.option("--run-id", help="MLflow run whose checkpoint to load.")
+@click.option("--study", help="Or: an Optuna study, for its best trial's run.")
+@click.option("--storage", default=None, help="The study's storage [default: optuna-journal.log beside mlflow.db].")
+@click.option("--prompt", default="Every effort moves you", show_default=True)
+@click.option("--max-new-tokens", type=int, default=50, show_default=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="greedy", show_default=True)
+@click.option("--top-k", type=int, help="Tokens to sample from with top-k [default: 50].")
+@click.option("--top-p", type=float, help="Probability mass to sample from with top-p [default: 0.9].")
+@click.option("--temperature", type=float, help="Sampling temperature for top-k and top-p [default: 1.0].")
+@click.option("--seed", type=int, help="Seed for sampling, for repeatable text.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@TRACKING_URI_OPTION
+def generate(
+    run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri
+) -> None:
+    """Print a prompt and its continuation by a trained run's model."""
+    from sweeps.runs import sample_from_run
+    from sweeps.study import best_run_in
+
+    if (run_id is None) == (study is None):
+        raise click.UsageError("give exactly one of --run-id and --study")
+    settings = SamplingSettings.for_strategy(strategy, top_k, top_p, temperature, max_new_tokens)
+    run_id = run_id or best_run_in(study, storage, tracking_uri)
+    click.echo(sample_from_run(tracking_uri, run_id, prompt, settings, seed, device))
 
 
 def main(argv: list[str] | None = None) -> int:

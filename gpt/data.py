@@ -134,19 +134,29 @@ def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | 
 
 
 class SlidingWindowDataset(Dataset):
-    """Inputs of ``max_length`` tokens every ``stride`` tokens; targets are shifted by one."""
+    """Inputs of ``max_length`` tokens every ``stride`` tokens; targets are shifted by one.
+
+    The windows are one strided view of the ids (``unfold``), and a batch is fetched
+    with one indexing operation (``__getitems__``) instead of stacking samples in Python.
+    """
 
     def __init__(self, ids: torch.Tensor, max_length: int, stride: int) -> None:
-        self.ids = ids
-        self.max_length = max_length
-        self.starts = list(range(0, len(ids) - max_length, stride))
+        self.windows = ids.unfold(0, max_length + 1, stride) if len(ids) > max_length else ids.new_empty(0, 0)
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.windows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start = self.starts[index]
-        return self.ids[start : start + self.max_length], self.ids[start + 1 : start + self.max_length + 1]
+        window = self.windows[index]
+        return window[:-1], window[1:]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.windows[torch.as_tensor(indices)]
+        return batch[:, :-1], batch[:, 1:]
+
+
+def _already_batched(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
 
 
 def steps_per_epoch(tokens: TokenizedText, config: TrainingConfig) -> int:
@@ -176,14 +186,7 @@ def create_dataloaders(
             f"(stride {stride}), fewer than batch_size {batch_size}; use a smaller --batch-size or --stride"
         )
     generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        train_set, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers, generator=generator
-    )
-    val_loader = DataLoader(
-        SlidingWindowDataset(tokens.val_ids, max_length, stride),
-        batch_size=batch_size,
-        shuffle=False,
-        drop_last=False,
-        num_workers=num_workers,
-    )
+    shared = {"batch_size": batch_size, "num_workers": num_workers, "collate_fn": _already_batched}
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **shared)
+    val_loader = DataLoader(SlidingWindowDataset(tokens.val_ids, max_length, stride), shuffle=False, **shared)
     return train_loader, val_loader

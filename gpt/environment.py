@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText, create_dataloaders, gpt2_encoding, load_source, tokenize
-from gpt.device import choose_device, resolve_precision
+from gpt.device import choose_device, keep_freed_memory, resolve_precision
 from gpt.errors import ConfigError
 from gpt.model import GPTModel
 
@@ -60,7 +60,17 @@ def prepare_environment(
     )
     torch.manual_seed(config.seed)
     model = GPTModel(config.model).to(torch_device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    on_cuda = torch_device.type == "cuda"
+    if torch_device.type == "cpu":
+        keep_freed_memory()
+    if on_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=on_cuda or None
+    )
+    if config.compile:
+        model.compile()  # in place, so state_dict keys and checkpoints stay the same
     return Environment(
         config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, val_loader
     )

@@ -6,6 +6,9 @@ import tiktoken
 import torch
 from torch import nn
 
+from gpt.config import SamplingSettings
+from gpt.errors import ConfigError
+
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
@@ -60,3 +63,30 @@ def generate(
             break
         idx = torch.cat((idx, next_id), dim=1)
     return idx
+
+
+def continue_text(
+    model: nn.Module,
+    tokenizer: tiktoken.Encoding,
+    prompt: str,
+    settings: SamplingSettings | None = None,
+    seed: int | None = None,
+) -> str:
+    """The prompt and its continuation, stopping early at ``<|endoftext|>``."""
+    if not prompt:
+        raise ConfigError("prompt must not be empty")
+    settings = settings or SamplingSettings()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    ids = generate(
+        model.eval(),
+        text_to_token_ids(prompt, tokenizer).to(device),
+        settings.max_new_tokens,
+        model.config.context_length,
+        settings.temperature,
+        settings.top_k,
+        settings.top_p,
+        eos_id=tokenizer.eot_token,
+        generator=generator,
+    )
+    return token_ids_to_text(ids, tokenizer)

@@ -16,24 +16,15 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.n_heads = config.n_heads
         self.drop_rate = config.drop_rate
-        self.W_query = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
-        self.W_key = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
-        self.W_value = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.qkv = nn.Linear(config.emb_dim, 3 * config.emb_dim, bias=config.qkv_bias)  # one matmul, not three
         self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
         self.resid_dropout = nn.Dropout(config.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, emb_dim = x.shape
-
-        def heads(projection: nn.Linear) -> torch.Tensor:
-            return projection(x).view(batch, tokens, self.n_heads, -1).transpose(1, 2)
-
+        queries, keys, values = self.qkv(x).view(batch, tokens, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
         context = F.scaled_dot_product_attention(
-            heads(self.W_query),
-            heads(self.W_key),
-            heads(self.W_value),
-            dropout_p=self.drop_rate if self.training else 0.0,
-            is_causal=True,
+            queries, keys, values, dropout_p=self.drop_rate if self.training else 0.0, is_causal=True
         )
         context = context.transpose(1, 2).reshape(batch, tokens, emb_dim)
         return self.resid_dropout(self.out_proj(context))

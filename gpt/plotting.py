@@ -12,28 +12,56 @@ import matplotlib.pyplot as plt
 from gpt.training import TrainingHistory
 
 MAX_BATCH_POINTS = 500
+LOG_SCALE_RATIO = 5
 
 
-def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.png") -> Path:
+def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
+    """Losses fall from ~11 to below 1: on a log axis the late, small gains stay visible."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > LOG_SCALE_RATIO:
+        ax.set_yscale("log")
+
+
+def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.png", title: str | None = None) -> Path:
     """Left: train and val loss by step, tokens seen on the top axis. Right: batch loss, subsampled."""
-    fig, (evals_ax, batch_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (evals_ax, batch_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
     steps = [e.step for e in history.evals]
-    evals_ax.plot(steps, [e.train_loss for e in history.evals], marker="o", label="Training loss")
-    evals_ax.plot(steps, [e.val_loss for e in history.evals], marker="o", linestyle="-.", label="Validation loss")
+    train_losses, val_losses = [e.train_loss for e in history.evals], [e.val_loss for e in history.evals]
+    evals_ax.plot(steps, train_losses, marker="o", label="Training loss")
+    evals_ax.plot(steps, val_losses, marker="o", linestyle="-.", label="Validation loss")
+    best = history.best_eval
+    if best is not None:
+        evals_ax.scatter(
+            [best.step],
+            [best.val_loss],
+            s=120,
+            facecolors="none",
+            edgecolors="red",
+            zorder=3,
+            label=f"Best val {best.val_loss:.3f} (step {best.step})",
+        )
+    evals_ax.set_title("Evaluated loss")
     evals_ax.set_xlabel("Step")
-    evals_ax.set_ylabel("Loss")
+    evals_ax.set_ylabel("Cross-entropy loss")
+    _log_scale_if_wide(evals_ax, train_losses + val_losses)
+    evals_ax.grid(alpha=0.3)
     evals_ax.legend(loc="upper right")
     if history.evals:
         tokens_ax = evals_ax.twiny()
-        tokens_ax.plot([e.tokens_seen for e in history.evals], [e.val_loss for e in history.evals], alpha=0)
+        tokens_ax.plot([e.tokens_seen for e in history.evals], val_losses, alpha=0)
         tokens_ax.set_xlabel("Tokens seen")
 
     every = max(1, len(history.batch_losses) // MAX_BATCH_POINTS)
     shown = history.batch_losses[::every]
-    batch_ax.plot([s for s, _ in shown], [loss for _, loss in shown], linewidth=0.8)
+    batch_ax.plot([s for s, _ in shown], [loss for _, loss in shown], linewidth=0.8, label="Batch loss")
     batch_ax.set_xlabel("Step")
-    batch_ax.set_ylabel("Batch loss")
-    batch_ax.set_title("Batch loss" + (f" (every {every}th step)" if every > 1 else ""))
+    batch_ax.set_ylabel("Cross-entropy loss")
+    batch_ax.set_title("Training batch loss" + (f" (every {every}th step)" if every > 1 else ""))
+    _log_scale_if_wide(batch_ax, [loss for _, loss in shown])
+    batch_ax.grid(alpha=0.3)
+    batch_ax.legend(loc="upper right")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -133,6 +133,29 @@ def greedy_sample(env: Environment) -> str:
     return token_ids_to_text(ids, env.tokenizer)
 
 
+def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
+    """One optimizer step; the loss stays on the device so the step causes no host sync."""
+    for group in env.optimizer.param_groups:
+        group["lr"] = lr
+    env.optimizer.zero_grad(set_to_none=True)
+    loss = batch_loss(env.model, inputs, targets, env)
+    loss.backward()
+    if env.config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(env.model.parameters(), env.config.grad_clip)
+    env.optimizer.step()
+    return loss.detach()
+
+
+def read_losses(history: TrainingHistory, unread: list[torch.Tensor], last_step: int, lr: float) -> None:
+    """Move the losses of the steps up to ``last_step`` into ``history``; a NaN or inf stops training."""
+    first_step = last_step - len(unread) + 1
+    for step, value in enumerate(torch.stack(unread).tolist(), start=first_step):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss became {value} at step {step} (learning_rate {lr:.3g})")
+        history.batch_losses.append((step, value))
+    unread.clear()
+
+
 def train(
     env: Environment,
     callbacks: Sequence[TrainingCallback] = (),
@@ -141,11 +164,12 @@ def train(
     history: TrainingHistory | None = None,
 ) -> TrainingHistory:
     """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step."""
-    config, model, optimizer = env.config, env.model, env.optimizer
+    config, model = env.config, env.model
     history = history if history is not None else TrainingHistory()
     history.total_steps = config.num_epochs * len(env.train_loader)
     show_bar = progress_bar and sys.stderr.isatty()
     train_seconds, seconds_at_last_eval = 0.0, 0.0
+    unread_losses: list[torch.Tensor] = []
     model.train()
     with ctrl_c_remembered():
         for epoch in range(1, config.num_epochs + 1):
@@ -157,25 +181,19 @@ def train(
                 if step == 0:
                     check_same_device(model, inputs.to(env.device), targets.to(env.device))
                 lr = learning_rate_at(step, history.total_steps, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                loss = batch_loss(model, inputs, targets, env)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(f"loss became {loss_value} at step {step} (learning_rate {lr:.3g})")
-                loss.backward()
-                if config.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                train_seconds += time.perf_counter() - started
+                unread_losses.append(train_step(env, inputs, targets, lr))
                 history.step = step
                 history.tokens_seen += inputs.numel()
-                history.batch_losses.append((step, loss_value))
-                if step % log_every == 0:
+                evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
+                logging = step % log_every == 0
+                if logging or evaluating:
+                    # The only host sync of a training step, so the device runs ahead in between.
+                    read_losses(history, unread_losses, step, lr)
+                train_seconds += time.perf_counter() - started
+                if logging:
                     for callback in callbacks:
-                        callback.on_batch(step, loss_value)
-                if step % config.eval_freq == 0 or step == history.total_steps - 1:
+                        callback.on_batch(step, history.batch_losses[-1][1])
+                if evaluating:
                     tokens_since = history.tokens_seen - (history.evals[-1].tokens_seen if history.evals else 0)
                     speed = tokens_since / max(train_seconds - seconds_at_last_eval, 1e-9)
                     seconds_at_last_eval = train_seconds

@@ -54,13 +54,14 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
         lines.append(f"{trial.number:>5}  {trial.state.name:<8}  {_score(trial):>8.4f}  {seconds:>7.1f}  {params}")
     if trials:
         best_run = trials[0].user_attrs.get(RUN_ID_ATTR)
-        lines.append(f"Best trial's MLflow run: {best_run}; browse all with `mlflow ui`")
+        lines.append(f"Best trial's MLflow run: {best_run}; browse all with `python runner.py ui`")
         lines.append(f"Export its config: python runner.py best --study {study.study_name} --export best.yaml")
     return "\n".join(lines)
 
 
-def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str) -> None:
+def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str, metric: str) -> None:
     """Trials table and plots on the parent run; a plot that cannot be drawn is skipped, never fatal."""
+    direction = study.direction.name.lower()
     with tempfile.TemporaryDirectory(prefix="gpt-sweep-") as scratch:
         table = Path(scratch) / "trials.csv"
         study.trials_dataframe().to_csv(table, index=False)
@@ -73,6 +74,7 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
                 first = axes.flat[0] if hasattr(axes, "flat") else axes
                 figure = first.figure
                 figure.set_size_inches(10, 6)
+                figure.suptitle(f"Study {study.study_name}: {name.replace('_', ' ')} ({direction} {metric})")
                 legend = first.get_legend()
                 if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:
                     legend.remove()  # a legend of one entry per trial would crowd out the plot

@@ -64,11 +64,12 @@ def describe_result(history: TrainingHistory) -> str:
 
 def how_to_open(client: MlflowClient, experiment: str, run_id: str) -> str:
     uri = client.tracking_uri
-    ui = (
-        "mlflow ui"
-        if uri.endswith("/mlflow.db") and uri.startswith("sqlite:///")
-        else f"mlflow ui --backend-store-uri {uri}"
-    )
+    if uri.startswith(("http://", "https://")):
+        ui = f"open {uri}"
+    elif uri.endswith("/mlflow.db") and uri.startswith("sqlite:///"):
+        ui = "python runner.py ui"
+    else:
+        ui = f"python runner.py ui --tracking-uri {uri}"
     return f"MLflow run {run_id} (experiment {experiment}); browse it with: {ui}"
 
 

@@ -32,7 +32,7 @@ DISTRIBUTION_KEYS = {
     "categorical": ({"type", "choices"}, set()),
 }
 SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
-SEARCHABLE = SETTINGS - {"start_context", "precision", "num_workers", "seed", "vocab_size"}
+SEARCHABLE = SETTINGS - {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size"}
 
 
 def _check_keys(where: str, values: Any, required: set[str], optional: set[str]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from gpt.interrupt import ctrl_c_remembered, stop_if_ctrl_c
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.checkpoints import RUN_ID_ATTR, ranks_in_top, remove_dropped_checkpoints
 from sweeps.report import leaderboard, log_study_report
+from sweeps.runs import best_run_id, register_best_model
 from sweeps.space import SearchSpace
 from sweeps.tracking import (
     connect,
@@ -37,6 +38,7 @@ from sweeps.tracking import (
     log_params,
     probe_database,
     redacted,
+    resolve_tracking_uri,
     run_params,
     set_tags,
     tracked_run,
@@ -129,6 +131,12 @@ def load_study(name: str, storage: str) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=open_storage(storage))
     except KeyError:
         raise UserError(f"no study named {name!r} in {redacted(storage)}") from None
+
+
+def best_run_in(study_name: str, storage: str | None, tracking_uri: str | None) -> str:
+    """The MLflow run of a study's best trial; the storage defaults to the one beside the store."""
+    study = load_study(study_name, storage or default_storage(resolve_tracking_uri(tracking_uri)))
+    return best_run_id(study)
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -420,6 +428,10 @@ def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | N
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id):
         run_workers(settings, loaded)
-        log_study_report(study, client, parent_run_id)
+        log_study_report(study, client, parent_run_id, space.metric)
     click.echo(leaderboard(study))
+    try:
+        click.echo(f"Best model registered as {register_best_model(study, client)}")
+    except UserError as exc:  # no complete trial, or its checkpoint was not kept: the sweep itself succeeded
+        click.echo(f"Best model not registered: {exc}")
     return SweepResult(study, parent_run_id, exp_id)

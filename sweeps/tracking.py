@@ -21,6 +21,7 @@ from gpt.checkpoint import save_checkpoint
 from gpt.config import write_config_file
 from gpt.environment import Environment
 from gpt.errors import UserError, one_line
+from gpt.model import count_parameters
 from gpt.plotting import plot_losses
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory, train
 
@@ -157,26 +158,45 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
     }
 
 
+def metrics_at(step: int, values: dict[str, float]) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(name, float(value), now, step) for name, value in values.items()]
+
+
 def log_metrics(client: MlflowClient, run_id: str, step: int, values: dict[str, float]) -> None:
     """All ``values`` at ``step`` in one batched call."""
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+    client.log_batch(run_id, metrics=metrics_at(step, values))
 
 
 class MlflowReporter(TrainingCallback):
-    """Sends each step's metrics in one batched call; keeps the samples file current."""
+    """Batches metrics: batch losses wait for the next evaluation, or a few seconds, and go in one call.
+
+    One store write per evaluation instead of one per step keeps tracking to a small
+    fraction of training time; ``flush`` sends whatever is still waiting.
+    """
+
+    MAX_WAIT_S = 5.0
+    MAX_PENDING = 1000  # MLflow's own limit per log_batch call
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
         self.samples: list[str] = []
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
 
     def on_batch(self, step: int, loss: float) -> None:
-        log_metrics(self.client, self.run_id, step, {"batch_loss": loss})
+        self.pending += metrics_at(step, {"batch_loss": loss})
+        if len(self.pending) >= self.MAX_PENDING or time.monotonic() - self.last_flush > self.MAX_WAIT_S:
+            self.flush()
 
     def on_eval(self, result: EvalResult) -> None:
-        log_metrics(
-            self.client,
-            self.run_id,
+        self.pending += metrics_at(
             result.step,
             {
                 "train_loss": result.train_loss,
@@ -186,8 +206,10 @@ class MlflowReporter(TrainingCallback):
                 "tokens_per_sec": result.tokens_per_sec,
             },
         )
+        self.flush()
 
     def on_epoch_end(self, epoch: int, sample: str) -> None:
+        self.flush()
         self.samples.append(f"--- epoch {epoch} ---\n{sample}\n")
         self.client.log_text(self.run_id, "\n".join(self.samples), "samples.txt")
 
@@ -211,15 +233,18 @@ def train_tracked(
     with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
         scratch_dir = Path(scratch)
         client.log_artifact(run_id, str(write_config_file(env.config, scratch_dir / "config.yaml")))
+        reporter = MlflowReporter(client, run_id)
         try:
-            train(env, [MlflowReporter(client, run_id), *callbacks], log_every, progress_bar, history)
+            train(env, [reporter, *callbacks], log_every, progress_bar, history)
         except KeyboardInterrupt:
             if keep_checkpoint and history.step >= 0:
                 log_checkpoint(env, client, run_id, history.step)
             raise
         finally:
+            reporter.flush()
             if history.evals:
-                plot = plot_losses(history, (plot_dir or scratch_dir) / "training_losses.png")
+                title = f"{client.get_run(run_id).info.run_name} ({count_parameters(env.model):,} parameters)"
+                plot = plot_losses(history, (plot_dir or scratch_dir) / "training_losses.png", title)
                 client.log_artifact(run_id, str(plot))
     best = history.best_eval
     if best is not None:

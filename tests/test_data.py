@@ -72,6 +72,14 @@ def test_sliding_windows_shift_targets_by_one():
     assert inputs.tolist() == [2, 3, 4, 5] and targets.tolist() == [3, 4, 5, 6]
 
 
+def test_a_batch_is_the_same_windows_fetched_at_once():
+    dataset = SlidingWindowDataset(torch.arange(100), max_length=8, stride=5)
+    assert len(dataset) == len(range(0, 100 - 8, 5))
+    inputs, targets = dataset.__getitems__([3, 0, 7])
+    assert torch.equal(inputs, torch.stack([dataset[i][0] for i in (3, 0, 7)]))
+    assert torch.equal(targets, torch.stack([dataset[i][1] for i in (3, 0, 7)]))
+
+
 def test_too_little_text_for_the_context_names_the_numbers(tmp_path, tiny_tokenizer):
     path = tmp_path / "short.txt"
     path.write_text("x" * 200)

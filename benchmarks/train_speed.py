@@ -1,0 +1,255 @@
+"""How fast does the project train, against a plain implementation measured in the same run?
+
+    python -m benchmarks.train_speed --data ../shared/data/the-verdict.txt
+
+Prints one table: training tokens/s of the plain fp32 baseline (``benchmarks/plain_gpt.py``)
+and of the project's own path for the quick model and the 124M model (context 256,
+batch 2), their ratio, the achieved FLOP/s as a fraction of this machine's measured
+fp32 and bf16 matmul peaks, MLflow tracking overhead, ``runner.py --help`` start-up
+and the end-to-end wall time of ``single --mode quick``. Training speed is measured
+on random token ids (speed does not depend on the text); tracking and end-to-end use
+``--data``. ``--tiny`` shrinks every part so the test suite can run it in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+
+from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
+from gpt.config import PRESETS, ModelConfig, TrainingConfig
+from gpt.data import TokenizedText
+from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
+from gpt.environment import load_tokens, prepare_environment
+from gpt.model import GPTModel, count_parameters
+from gpt.training import train, train_step
+
+ROOT = Path(__file__).resolve().parent.parent
+GPT2_124M = ModelConfig(context_length=256)
+TINY = ModelConfig(vocab_size=512, context_length=32, emb_dim=32, n_heads=2, n_layers=2)
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    name: str
+    model: ModelConfig
+    batch_size: int
+    steps: int
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(run: Callable[[], object], device: torch.device, min_seconds: float = 0.5) -> float:
+    """Seconds per call of ``run`` after one warm-up call, repeated for at least ``min_seconds``."""
+    run()
+    synchronize(device)
+    calls, started = 0, time.perf_counter()
+    while calls == 0 or time.perf_counter() - started < min_seconds:
+        run()
+        calls += 1
+    synchronize(device)
+    return (time.perf_counter() - started) / calls
+
+
+def matmul_peak(device: torch.device, bf16: bool, size: int) -> float:
+    """Measured FLOP/s of a square matmul; bf16 through autocast, as training runs it."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        seconds = timed(lambda: a @ b, device)
+    return 2 * size**3 / seconds
+
+
+def flops_per_token(model: ModelConfig) -> float:
+    """6 per weight (forward and backward) plus attention's two sequence-long matmuls per layer."""
+    gpt = GPTModel(model)
+    matmul_weights = count_parameters(gpt) - gpt.tok_emb.weight.numel() - gpt.pos_emb.weight.numel()
+    return 6 * matmul_weights + 12 * model.n_layers * model.context_length * model.emb_dim
+
+
+def random_tokens(model: ModelConfig, windows: int, seed: int = 0) -> TokenizedText:
+    length = windows * model.context_length + 1
+    ids = torch.randint(0, model.vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
+    return TokenizedText("random", "-", "random", ids, ids[: 2 * model.context_length + 1])
+
+
+def cycle(loader: torch.utils.data.DataLoader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def plain_tokens_per_sec(case: SpeedCase, tokens: TokenizedText, device: torch.device) -> float:
+    torch.manual_seed(0)
+    model = PlainGPT(case.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    length = case.model.context_length
+    windows = PlainWindows(tokens.train_ids.tolist(), length, length)
+    batches = cycle(torch.utils.data.DataLoader(windows, batch_size=case.batch_size, shuffle=True, drop_last=True))
+
+    def step() -> None:
+        inputs, targets = next(batches)
+        plain_step(model, optimizer, inputs.to(device), targets.to(device))
+
+    return _steps(step, case, device)
+
+
+def _steps(step: Callable[[], None], case: SpeedCase, device: torch.device) -> float:
+    """Tokens/s over ``case.steps`` steps after one warm-up step."""
+    step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(case.steps):
+        step()
+    synchronize(device)
+    return case.steps * case.batch_size * case.model.context_length / (time.perf_counter() - started)
+
+
+def project_tokens_per_sec(
+    case: SpeedCase, tokens: TokenizedText, device: str, precision: str, compile_model: bool
+) -> float:
+    length = case.model.context_length
+    config = TrainingConfig(
+        batch_size=case.batch_size,
+        max_length=length,
+        stride=length,
+        learning_rate=1e-4,
+        weight_decay=0.1,
+        precision=precision,
+        compile=compile_model,
+        model=case.model,
+    )
+    env = prepare_environment(config, device=device, tokenizer=_no_tokenizer(case.model), tokens=tokens)
+    batches = cycle(env.train_loader)
+
+    def step() -> None:
+        inputs, targets = next(batches)
+        train_step(env, inputs, targets, config.learning_rate)
+
+    return _steps(step, case, env.device)
+
+
+def _no_tokenizer(model: ModelConfig):
+    """Speed runs need no text; an object with ``n_vocab`` passes the vocabulary check."""
+    return type("RandomIds", (), {"n_vocab": model.vocab_size})()
+
+
+def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> tuple[float, float]:
+    """Seconds of the same training run without and with the MLflow reporter (best of two each)."""
+    from sweeps.tracking import MlflowReporter, connect, experiment_id
+
+    tokens, tokenizer = load_tokens(data)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
+        client = connect(f"sqlite:///{folder}/mlflow.db")
+        experiment = experiment_id(client, "bench")
+        for tracked in (False, True, False, True):
+            env = prepare_environment(config, device=device, tokenizer=tokenizer, tokens=tokens)
+            run_id = client.create_run(experiment).info.run_id
+            reporters = [MlflowReporter(client, run_id)] if tracked else []
+            started = time.perf_counter()
+            train(env, reporters, log_every=1, progress_bar=False)
+            for reporter in reporters:
+                reporter.flush()
+            times[tracked].append(time.perf_counter() - started)
+            client.set_terminated(run_id)
+    return min(times[False]), min(times[True])
+
+
+def command_seconds(args: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "runner.py"), *args], cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def human(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.1f}"
+
+
+@click.command()
+@click.option("--data", default=None, help="Text for the tracking and end-to-end parts (default: The Verdict).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", default="auto", show_default=True, help="The project path's precision.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the project's model.")
+@click.option("--steps", type=int, default=5, show_default=True, help="Timed training steps per case.")
+@click.option("--batch-size-124m", type=int, default=2, show_default=True)
+@click.option("--skip-tracking", is_flag=True, help="Skip the MLflow and CLI parts (a machine without them).")
+@click.option("--tiny", is_flag=True, help="Tiny models and runs: checks the benchmark works, measures nothing useful.")
+def main(
+    data: str | None,
+    device: str,
+    precision: str,
+    compile_model: bool,
+    steps: int,
+    batch_size_124m: int,
+    skip_tracking: bool,
+    tiny: bool,
+) -> None:
+    torch_device, reason = choose_device(device)
+    project_precision = resolve_precision(precision, torch_device)
+    print(f"device: {torch_device} ({reason}); torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print(f"project path precision: {project_precision}; compile: {compile_model}")
+    fast_bf16 = torch_device.type == "cuda" or cpu_has_native_bf16()
+    sizes = {"fp32": 2048, "bf16": 2048 if fast_bf16 else 512}  # emulated bf16 is too slow for a big one
+    if torch_device.type == "cuda":
+        sizes = {"fp32": 8192, "bf16": 8192}
+    if tiny:
+        sizes = {"fp32": 128, "bf16": 128}
+    peaks = {name: matmul_peak(torch_device, name == "bf16", size) for name, size in sizes.items()}
+    print("matmul peak: " + ", ".join(f"{name} {human(peaks[name])}FLOP/s ({sizes[name]}^3)" for name in peaks))
+
+    cases = [
+        SpeedCase("quick", TINY if tiny else PRESETS["quick"].model, 4, steps),
+        SpeedCase("124M", TINY if tiny else GPT2_124M, batch_size_124m, steps),
+    ]
+    tokens = {case.name: random_tokens(case.model, windows=(case.steps + 1) * case.batch_size) for case in cases}
+    # Every plain case runs before the project's path changes process-wide settings (allocator, TF32).
+    plain = {case.name: plain_tokens_per_sec(case, tokens[case.name], torch_device) for case in cases}
+    print()
+    print(f"{'model':<8}{'plain tok/s':>14}{'project tok/s':>15}{'ratio':>8}{'FLOP/s':>11}{'of fp32':>9}{'of bf16':>9}")
+    for case in cases:
+        fast = project_tokens_per_sec(case, tokens[case.name], device, precision, compile_model)
+        achieved = fast * flops_per_token(case.model)
+        print(
+            f"{case.name:<8}{plain[case.name]:>14.0f}{fast:>15.0f}{fast / plain[case.name]:>7.2f}x{human(achieved):>11}"
+            f"{achieved / peaks['fp32']:>9.0%}{achieved / peaks['bf16']:>9.0%}"
+        )
+
+    if skip_tracking:
+        return
+    print()
+    config = PRESETS["quick"]
+    quick_args = ["single", "--mode", "quick", "--device", device]
+    if tiny:
+        shrink = {"num_epochs": 1, "max_length": 16, "stride": 512, "emb_dim": 16, "n_layers": 1}
+        config = config.update(**shrink)
+        quick_args += [arg for name, value in shrink.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    untracked, tracked = tracking_overhead(data, config, device)
+    print(
+        f"tracking overhead (quick run, MLflow reporter on a SQLite store): {untracked:.2f} s -> {tracked:.2f} s, "
+        f"{(tracked - untracked) / untracked:+.1%}"
+    )
+    with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
+        help_s = min(command_seconds(["--help"], Path(folder)) for _ in range(3))
+        print(f"runner.py --help: {help_s:.2f} s")
+        data_args = ["--data", str(Path(data).resolve()) if os.path.exists(data) else data] if data else []
+        wall = command_seconds([*quick_args, *data_args], Path(folder))
+        print(f"runner.py {' '.join(quick_args)}: {wall:.1f} s end to end")
+
+
+if __name__ == "__main__":
+    main()

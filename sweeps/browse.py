@@ -1,0 +1,76 @@
+"""``runner.py ui``: MLflow's UI on the very store the runner writes to."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import click
+
+from gpt.errors import UserError
+from sweeps.tracking import redacted
+
+READY_TIMEOUT_S = 60
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def check_port_free(host: str, port: int) -> None:
+    if not 0 < port < 65536:
+        raise UserError(f"port must be in 1..65535 (got {port})")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+
+
+def wait_until_ready(process: subprocess.Popen, url: str) -> None:
+    """Return once the UI answers ``/health``; a server that exits or stays silent is an error."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise UserError(f"mlflow ui exited with status {process.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    process.terminate()
+    raise UserError(f"mlflow ui did not answer at {url} within {READY_TIMEOUT_S} s")
+
+
+def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
+    """Start ``mlflow ui`` for ``tracking_uri``, print its address, and serve until Ctrl-C."""
+    if tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"The store is already served by a tracking server: open {tracking_uri}")
+        return
+    check_port_free(host, port)
+    url = f"http://{host}:{port}"
+    process = subprocess.Popen(ui_command(tracking_uri, host, port))
+    try:
+        wait_until_ready(process, url)
+        click.echo(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
+        process.wait()
+    except KeyboardInterrupt:
+        click.echo("Stopped the MLflow UI")
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)

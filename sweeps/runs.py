@@ -1,0 +1,111 @@
+"""Trained models back out of MLflow: a run's checkpoint, a study's best run, the registered best model."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import optuna
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from gpt.checkpoint import load_checkpoint, restore_model
+from gpt.config import SamplingSettings, TrainingConfig
+from gpt.data import gpt2_encoding
+from gpt.device import choose_device
+from gpt.errors import ConfigError, UserError, one_line
+from gpt.generation import continue_text
+from gpt.model import GPTModel
+from sweeps.checkpoints import RUN_ID_ATTR
+from sweeps.report import best_trial
+from sweeps.tracking import CHECKPOINT_DIR, connect, redacted
+
+CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
+
+
+def checkpoint_of(client: MlflowClient, run_id: str) -> str:
+    """The artifact path of ``run_id``'s checkpoint, or one line saying why there is none."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no MLflow run {run_id!r} in {redacted(client.tracking_uri)}") from None
+    tag = run.data.tags.get("checkpoint", "")
+    if tag != CHECKPOINT_FILE:
+        reason = f" ({tag})" if tag else ""
+        raise UserError(f"MLflow run {run_id} has no checkpoint{reason}")
+    return tag
+
+
+def load_run_model(
+    client: MlflowClient, run_id: str, device: str | torch.device = "cpu"
+) -> tuple[GPTModel, TrainingConfig]:
+    """Download ``run_id``'s checkpoint through MLflow (any artifact store) and rebuild its model."""
+    artifact = checkpoint_of(client, run_id)
+    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
+        try:
+            path = client.download_artifacts(run_id, artifact, scratch)
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"could not download the checkpoint of run {run_id}: {one_line(exc)}") from None
+        try:
+            model, config = restore_model(load_checkpoint(Path(path), device))
+        except Exception as exc:  # truncated or foreign files fail in many ways; all mean the same here
+            raise UserError(f"the checkpoint of run {run_id} cannot be read ({one_line(exc)})") from None
+    return model.to(device), config
+
+
+def best_run_id(study: optuna.Study) -> str:
+    trial = best_trial(study)
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if not run_id:
+        raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")
+    return run_id
+
+
+def registered_name(study_name: str) -> str:
+    return f"gpt-{study_name}"
+
+
+def register_best_model(study: optuna.Study, client: MlflowClient) -> str | None:
+    """Log the best trial's model as an MLflow model on its run and register it as ``gpt-<study>``.
+
+    Returns ``models:/name/version``; a version that already holds this run's model is reused,
+    so running the same sweep command again registers nothing new.
+    """
+    run_id = best_run_id(study)
+    name = registered_name(study.study_name)
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.run_id == run_id:
+            return f"models:/{name}/{version.version}"
+    model, _ = load_run_model(client, run_id)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow warns about the missing signature and input example
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            serialization_format="pickle",  # the whole GPTModel, so it generates at any length (pt2 traces one)
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tiktoken"],
+        )
+    return f"models:/{name}/{info.registered_model_version}"
+
+
+def sample_from_run(
+    tracking_uri: str | None,
+    run_id: str,
+    prompt: str,
+    settings: SamplingSettings,
+    seed: int | None = None,
+    device: str = "auto",
+) -> str:
+    """The prompt and its continuation by ``run_id``'s model."""
+    if not prompt:
+        raise ConfigError("prompt must not be empty")
+    client = connect(tracking_uri)
+    torch_device, _ = choose_device(device)
+    model, _ = load_run_model(client, run_id, torch_device)
+    return continue_text(model, gpt2_encoding(), prompt, settings, seed)

@@ -1,0 +1,85 @@
+"""The fast path computes the plain implementation's function; the speed benchmark keeps running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+from benchmarks.plain_gpt import PlainGPT, load_into, plain_step
+from benchmarks.train_speed import random_tokens
+from gpt import device as device_module
+from gpt.config import ModelConfig, TrainingConfig
+from gpt.device import resolve_precision
+from gpt.environment import prepare_environment
+from gpt.model import GPTModel
+from gpt.training import train_step
+
+MODEL = ModelConfig(vocab_size=300, context_length=32, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0)
+
+
+def plain_and_fast(qkv_bias: bool = False) -> tuple[PlainGPT, GPTModel]:
+    config = ModelConfig(**{**MODEL.to_dict(), "qkv_bias": qkv_bias})
+    torch.manual_seed(0)
+    plain, fast = PlainGPT(config), GPTModel(config)
+    load_into(fast, plain)
+    return plain, fast
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_fast_model_gives_the_plain_models_logits(qkv_bias):
+    plain, fast = plain_and_fast(qkv_bias)
+    ids = torch.randint(0, MODEL.vocab_size, (3, MODEL.context_length))
+    with torch.no_grad():
+        difference = (plain.eval()(ids) - fast.eval()(ids)).abs().max().item()
+    assert difference < 1e-4
+
+
+def test_fast_training_path_gives_the_plain_losses():
+    tokens = random_tokens(MODEL, windows=16)
+    config = TrainingConfig(
+        batch_size=4, max_length=32, stride=32, learning_rate=1e-3, weight_decay=0.1, precision="fp32", model=MODEL
+    )
+    vocabulary = type("Ids", (), {"n_vocab": MODEL.vocab_size})()
+    env = prepare_environment(config, device="cpu", tokenizer=vocabulary, tokens=tokens)
+    plain, _ = plain_and_fast()
+    load_into(env.model, plain)  # in place: the optimizer keeps the same parameters
+    optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-3, weight_decay=0.1)
+    plain.train()
+    for inputs, targets in list(env.train_loader)[:4]:
+        expected = plain_step(plain, optimizer, inputs, targets)
+        assert train_step(env, inputs, targets, 1e-3).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_help_imports_neither_torch_nor_mlflow_nor_optuna():
+    code = (
+        "import sys, runner; runner.main(['--help']); "
+        "print('heavy:', sorted(m for m in ('torch', 'mlflow', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "heavy: []" in out
+
+
+def test_speed_benchmark_runs_in_its_tiny_form(verdict):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_speed", "--tiny", "--steps", "2", "--data", str(verdict)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for line in ("matmul peak", "quick", "124M", "tracking overhead", "runner.py --help", "end to end"):
+        assert line in result.stdout

@@ -111,6 +111,13 @@ def single(mode, config_file, data, device, log_every, experiment, tracking_uri,
 @click.option(
     "--keep-checkpoints", type=int, default=1, show_default=True, help="Keep checkpoints of the best K trials."
 )
+@click.option(
+    "--heartbeat",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Seconds between a worker's heartbeats; a trial silent for 3 beats is failed and retried.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the resolved space and base config, then exit.")
 @run_options
 def sweep(
@@ -127,6 +134,7 @@ def sweep(
     data,
     device,
     log_every,
+    heartbeat,
     dry_run,
     experiment,
     tracking_uri,
@@ -154,6 +162,7 @@ def sweep(
         keep_checkpoints=keep_checkpoints,
         log_every=log_every,
         workers=workers,
+        heartbeat_s=heartbeat,
     )
     run_sweep(settings, dry_run=dry_run)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.interrupt import ctrl_c_remembered, stop_if_ctrl_c
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.checkpoints import RUN_ID_ATTR, ranks_in_top, remove_dropped_checkpoints
+from sweeps.recovery import (
+    DEFAULT_HEARTBEAT_S,
+    WORKER_ATTR,
+    HeartbeatJournalStorage,
+    StaleCallback,
+    stale_trial_callback,
+    this_worker,
+    with_heartbeat,
+)
 from sweeps.report import leaderboard, log_study_report
 from sweeps.runs import best_run_id, register_best_model
 from sweeps.space import SearchSpace
@@ -48,6 +58,7 @@ from sweeps.tracking import (
 JOURNAL_NAME = "optuna-journal.log"
 REPORT_POINTS = 10
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+PARENT_SETTLE_S = 2.0
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Each trial gets our own one-line summary; Optuna's warnings would add a traceback per failed trial.
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -66,11 +77,18 @@ def default_storage(tracking_uri: str) -> str:
     return JOURNAL_NAME
 
 
-def open_storage(storage: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for a URL, else a journal file that several local processes share safely."""
+def open_storage(
+    storage: str, heartbeat_s: int | None = None, on_stale: StaleCallback | None = None
+) -> optuna.storages.BaseStorage:
+    """An RDB storage for a URL, else a journal file that several local processes share safely.
+
+    With ``heartbeat_s`` the workers beat and trials of dead workers are failed and retried.
+    """
     if "://" in storage:
         probe_database(storage, "Optuna storage")
         try:
+            if heartbeat_s:
+                return with_heartbeat(storage, heartbeat_s, on_stale)
             return optuna.storages.RDBStorage(storage)
         except Exception as exc:  # SQLAlchemy and drivers raise many kinds for a storage they cannot use
             raise UserError(f"cannot open Optuna storage {redacted(storage)}: {one_line(exc)}") from None
@@ -79,7 +97,10 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
         raise UserError(f"Optuna storage {path} is a folder; give a journal file path")
     if not path.parent.is_dir():
         raise UserError(f"folder of Optuna storage {path} does not exist")
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    if heartbeat_s:
+        return HeartbeatJournalStorage(backend, heartbeat_s, on_stale)
+    return optuna.storages.JournalStorage(backend)
 
 
 def make_sampler(space: SearchSpace, worker_index: int = 0) -> optuna.samplers.BaseSampler:
@@ -172,7 +193,12 @@ def ensure_parent_run(study: optuna.Study, client: MlflowClient, experiment: str
         },
     )
     client.set_terminated(run_id, "FINISHED")
-    return run_id
+    # Sweeps started at once on several machines may each have made a parent; the last write won.
+    time.sleep(PARENT_SETTLE_S)
+    winner = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_RUN_ATTR]
+    if winner != run_id:
+        client.delete_run(run_id)
+    return winner
 
 
 def objective_value(history: TrainingHistory, metric: str) -> float:
@@ -222,6 +248,7 @@ class SweepSettings:
     keep_checkpoints: int
     log_every: int = 1
     workers: int = 1
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
 
     def load_space(self) -> SearchSpace:
         return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)
@@ -253,6 +280,7 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, this_worker())
         sampled = self.space.sample(trial)
         config = self.space.base.update(**sampled)
         # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
@@ -331,7 +359,8 @@ def run_worker(settings: SweepSettings, worker_index: int = 0, loaded: tuple[Tok
     space = settings.load_space()
     client = connect(settings.tracking_uri)
     tokens, tokenizer = loaded or load_tokens(settings.data)
-    study = open_study(space, settings.study_name, open_storage(settings.storage), worker_index)
+    storage = open_storage(settings.storage, settings.heartbeat_s, stale_trial_callback(client.tracking_uri))
+    study = open_study(space, settings.study_name, storage, worker_index)
     parent_run_id = study.user_attrs[PARENT_RUN_ATTR]
     remaining = settings.trials - finished_trials(study)
     if remaining <= 0:
@@ -400,6 +429,8 @@ def run_sweep(settings: SweepSettings, dry_run: bool = False) -> SweepResult | N
     space = settings.load_space()
     if settings.trials < 1:
         raise UserError(f"trials must be >= 1 (got {settings.trials})")
+    if settings.heartbeat_s < 1:
+        raise UserError(f"heartbeat must be >= 1 second (got {settings.heartbeat_s})")
     if settings.workers < 1:
         raise UserError(f"workers must be >= 1 (got {settings.workers})")
     if settings.log_every < 1:

@@ -4,15 +4,20 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
+from conftest import REPO
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from test_sweep import SPACE, children_of, sweep, write_space
+from test_sweep_interrupt import check_killed_trial_was_retried, start_and_kill_mid_trial
 
 import runner
 
@@ -76,3 +81,88 @@ def test_an_unreachable_storage_server_is_one_line(tmp_path, store, verdict, cap
     assert len(err.splitlines()) == 1 and "cannot reach the Optuna storage postgresql://postgres:***@127.0.0.1" in err
     assert "hunter2" not in err and time.monotonic() - started < 60
     assert MlflowClient(store).search_runs(["0"]) == []
+
+
+def create_database(server_url: str, name: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def runner_command(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "runner.py"), *args]
+
+
+def test_a_killed_worker_goes_stale_by_heartbeat_and_the_rerun_finishes(postgres_url, tmp_path, store, verdict):
+    storage = create_database(postgres_url, "heartbeat")
+    space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
+    command = runner_command("sweep", "--space", str(space), "--trials", "3", "--data", str(verdict))
+    command += ["--tracking-uri", store, "--storage", storage, "--heartbeat", "1"]
+
+    def training() -> bool:
+        try:
+            trials = optuna.load_study(study_name="sweep-tiny", storage=storage).get_trials()
+        except KeyError:
+            return False
+        return any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials)
+
+    start_and_kill_mid_trial(command, tmp_path, training)
+    time.sleep(4)  # longer than 3 missed beats: stale by heartbeat alone
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    study = optuna.load_study(study_name="sweep-tiny", storage=storage)
+    check_killed_trial_was_retried(study, MlflowClient(store), trials=3)
+
+
+@pytest.fixture
+def mlflow_server(postgres_url, tmp_path):
+    """``mlflow server`` on loopback, its runs in PostgreSQL and its artifacts served from a temp folder."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", create_database(postgres_url, "tracking"),
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_server, tmp_path, verdict):
+    storage = create_database(postgres_url, "machines")
+    space = write_space(tmp_path, SPACE)
+    command = runner_command("sweep", "--space", str(space), "--trials", "6", "--data", str(verdict))
+    command += ["--storage", storage, "--tracking-uri", mlflow_server]
+    machines = []
+    for name in ("machine-a", "machine-b"):  # separate processes, separate working folders, nothing shared locally
+        (tmp_path / name).mkdir()
+        machines.append(
+            subprocess.Popen(command, cwd=tmp_path / name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    for machine in machines:
+        output, _ = machine.communicate(timeout=600)
+        assert machine.returncode == 0, output
+
+    study = optuna.load_study(study_name="sweep-tiny", storage=storage)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) in (6, 7) and len(study.get_trials()) == len(finished)
+    client = MlflowClient(mlflow_server)
+    parents = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.optuna_study = 'sweep-tiny'"
+    )
+    parents = [run for run in parents if "mlflow.parentRunId" not in run.data.tags]
+    assert [run.info.run_id for run in parents] == [study.user_attrs["mlflow_parent_run_id"]]
+    children = children_of(client, parents[0].info.run_id)
+    assert sorted(int(run.data.tags["trial_number"]) for run in children) == sorted(t.number for t in finished)
+    assert {run.info.status for run in children} == {"FINISHED"}

@@ -1,4 +1,4 @@
-"""Ctrl-C in a sweep, as a person would press it: a real SIGINT to a real `runner.py sweep` process."""
+"""Ctrl-C and kills in a sweep: real signals (SIGINT as a person presses it, SIGKILL) to real processes."""
 
 import signal
 import subprocess
@@ -45,3 +45,35 @@ def test_ctrl_c_closes_the_trial_and_the_parent_and_the_same_command_resumes(tmp
     assert client.get_run(parent_id).info.status == "FINISHED"
     statuses = {run.info.status for run in children_of(client, parent_id)}
     assert "RUNNING" not in statuses and "KILLED" in statuses
+
+
+def start_and_kill_mid_trial(command: list[str], folder, is_training) -> None:
+    """Start ``command``, wait until a trial trains, then SIGKILL it: no handler runs, nothing is closed."""
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not is_training():
+        time.sleep(0.3)
+    assert is_training(), "no trial started training"
+    process.kill()
+    process.wait(timeout=30)
+
+
+def check_killed_trial_was_retried(study, client: MlflowClient, trials: int) -> None:
+    (killed,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    (retry,) = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == killed.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == trials
+    children = children_of(client, study.user_attrs["mlflow_parent_run_id"])
+    assert len(children) == len(study.get_trials()) and "RUNNING" not in {r.info.status for r in children}
+
+
+def test_a_killed_worker_is_found_dead_and_the_same_command_finishes_the_study(tmp_path, store, verdict):
+    space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
+    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
+    command += ["--data", str(verdict), "--tracking-uri", store, "--heartbeat", "2"]
+    start_and_kill_mid_trial(command, tmp_path, lambda: _training(tmp_path))
+
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    check_killed_trial_was_retried(study_at(tmp_path), MlflowClient(store), trials=3)

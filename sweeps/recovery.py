@@ -1,0 +1,108 @@
+"""Trials whose worker died: recognised as stale, failed together with their MLflow run, and run again.
+
+On PostgreSQL (or any RDB) Optuna's own heartbeat does the recognising. The journal file,
+the local default, gets the same mechanism here: the trial's worker records a heartbeat
+every ``heartbeat_s`` seconds, and a trial is stale when it has been silent for
+``GRACE_BEATS`` beats or when its worker, on this machine, is no longer alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import optuna
+from mlflow import MlflowClient
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import BaseJournalBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.checkpoints import RUN_ID_ATTR
+
+DEFAULT_HEARTBEAT_S = 20
+GRACE_BEATS = 3
+MAX_RETRIES = 3
+WORKER_ATTR = "worker"  # "host:pid" of the process running the trial
+HEARTBEAT_ATTR = "heartbeat"
+
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_is_dead_here(worker: str | None) -> bool:
+    """True only for a worker of this machine whose process is gone; other machines' workers are unknown."""
+    if not worker or ":" not in worker:
+        return False
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def stale_trial_callback(tracking_uri: str) -> StaleCallback:
+    """Mark the dead trial's MLflow run FAILED, then queue the trial's params again (at most MAX_RETRIES)."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+
+    def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            client = MlflowClient(tracking_uri)
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, "error", "its worker stopped answering (killed or lost); the trial is retried")
+                client.set_terminated(run_id, "FAILED")
+        retry(study, trial)
+
+    return on_stale
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """A journal-file storage with Optuna's heartbeat protocol, so ``optimize`` fails stale trials itself."""
+
+    def __init__(self, backend: BaseJournalBackend, heartbeat_s: int, on_stale: StaleCallback | None) -> None:
+        super().__init__(backend)
+        self.heartbeat_s, self.on_stale = heartbeat_s, on_stale
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with contextlib.suppress(UpdateFinishedTrialError):  # failed as stale meanwhile: nothing to beat for
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            last_beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())
+            if now - last_beat > GRACE_BEATS * self.heartbeat_s or worker_is_dead_here(
+                trial.user_attrs.get(WORKER_ATTR)
+            ):
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_s
+
+    def get_heartbeat_stale_trial_callback(self) -> StaleCallback | None:
+        return self.on_stale
+
+
+def with_heartbeat(storage_url: str, heartbeat_s: int, on_stale: StaleCallback | None) -> BaseStorage:
+    """Optuna's RDB storage with its heartbeat on; the grace period is ``GRACE_BEATS`` beats."""
+    return optuna.storages.RDBStorage(
+        storage_url,
+        heartbeat_interval=heartbeat_s,
+        grace_period=GRACE_BEATS * heartbeat_s,
+        heartbeat_stale_trial_callback=on_stale,
+    )

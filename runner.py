@@ -70,12 +70,24 @@ def cli() -> None:
 @click.option("--seed", type=int)
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
+@click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue a stopped run from its last checkpoint.")
 @run_options
-def single(mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, **flags) -> None:
+def single(
+    mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, resume_run, **flags
+) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
-    from sweeps.single import run_single
+    from sweeps.single import resume_single, run_single
     from sweeps.tracking import DEFAULT_EXPERIMENT
 
+    if resume_run:
+        given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+        given += [
+            name for name, value in (("--config", config_file), ("--data", data), ("--run-name", run_name)) if value
+        ]
+        if given:
+            raise click.UsageError(f"--resume continues the run's own settings; drop {', '.join(given)}")
+        resume_single(resume_run, device, log_every, tracking_uri, output_dir)
+        return
     file_values = read_config_file(config_file) if config_file else None
     overrides = {name: value for name, value in flags.items() if value is not None}
     config = resolve_config(mode, file_values, overrides)

@@ -1,31 +1,44 @@
-"""Checkpoints: model and optimizer state with the configs that built them, written atomically."""
+"""Checkpoints: everything needed to sample from a model or to resume its training, written atomically.
+
+Resuming gives the losses an uninterrupted run would have had: besides model and
+optimizer state, a checkpoint holds the history so far and the random states (dropout,
+and the data order of the epoch in progress and of the epochs after it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
+from gpt.environment import Environment
 from gpt.model import GPTModel
+from gpt.training import EvalResult, TrainingHistory
 
 
-def save_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainingConfig, step: int
-) -> Path:
+def save_checkpoint(path: str | Path, env: Environment, history: TrainingHistory) -> Path:
+    state = {
+        "model_state_dict": env.model.state_dict(),
+        "optimizer_state_dict": env.optimizer.state_dict(),
+        "config": env.config.to_dict(),
+        "step": history.step,
+        "history": {
+            "evals": [dataclasses.asdict(e) for e in history.evals],
+            "batch_losses": history.batch_losses,
+            "samples": history.samples,
+            "tokens_seen": history.tokens_seen,
+            "loader_state_at_epoch_start": history.loader_state_at_epoch_start,
+        },
+        "rng": {"torch": torch.get_rng_state(), "loader": env.train_loader.generator.get_state()},
+    }
+    if env.device.type == "cuda":
+        state["rng"]["cuda"] = torch.cuda.get_rng_state(env.device)
     with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict(),
-                "config": config.to_dict(),
-                "step": step,
-            },
-            tmp,
-        )
+        torch.save(state, tmp)
     return Path(path)
 
 
@@ -39,3 +52,24 @@ def restore_model(checkpoint: dict[str, Any]) -> tuple[GPTModel, TrainingConfig]
     model = GPTModel(config.model)
     model.load_state_dict(checkpoint["model_state_dict"])
     return model.eval(), config
+
+
+def restore_training(env: Environment, checkpoint: dict[str, Any]) -> TrainingHistory:
+    """Put ``env`` back where the checkpoint left off; ``train(env, history=...)`` then continues."""
+    env.model.load_state_dict(checkpoint["model_state_dict"])
+    env.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    saved = checkpoint["history"]
+    history = TrainingHistory(
+        step=checkpoint["step"],
+        tokens_seen=saved["tokens_seen"],
+        evals=[EvalResult(**e) for e in saved["evals"]],
+        batch_losses=[tuple(pair) for pair in saved["batch_losses"]],
+        samples=[tuple(pair) for pair in saved["samples"]],
+        loader_state_at_epoch_start=saved["loader_state_at_epoch_start"],
+    )
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"].cpu())
+    env.train_loader.generator.set_state(rng["loader"].cpu())
+    if "cuda" in rng and env.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), env.device)
+    return history

@@ -61,6 +61,8 @@ class TextSource:
             text = self.data.decode("utf-8")
         except UnicodeDecodeError:
             raise DataError(f"{self.name} is not UTF-8 text") from None
+        if "\x00" in text:
+            raise DataError(f"{self.name} is binary, not text (it holds NUL bytes)")
         if not text.strip():
             raise DataError(f"{self.name} is empty")
         return text

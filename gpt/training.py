@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +45,7 @@ class TrainingHistory:
     evals: list[EvalResult] = field(default_factory=list)
     batch_losses: list[tuple[int, float]] = field(default_factory=list)
     samples: list[tuple[int, str]] = field(default_factory=list)
+    loader_state_at_epoch_start: torch.Tensor | None = None  # to replay a half-done epoch's data order
 
     @property
     def best_eval(self) -> EvalResult | None:
@@ -156,6 +157,21 @@ def read_losses(history: TrainingHistory, unread: list[torch.Tensor], last_step:
     unread.clear()
 
 
+def epoch_batches(env: Environment, history: TrainingHistory, already_done: int) -> Iterator:
+    """The epoch's batches; on resuming, its data order is replayed and the ``already_done`` skipped."""
+    generator = env.train_loader.generator
+    if already_done == 0:
+        history.loader_state_at_epoch_start = generator.get_state()
+        return iter(env.train_loader)
+    state_now = generator.get_state()
+    generator.set_state(history.loader_state_at_epoch_start)
+    batches = iter(env.train_loader)
+    for _ in range(already_done):
+        next(batches)
+    generator.set_state(state_now)  # later draws (evaluation, next epochs) continue as they would have
+    return batches
+
+
 def train(
     env: Environment,
     callbacks: Sequence[TrainingCallback] = (),
@@ -168,12 +184,17 @@ def train(
     history = history if history is not None else TrainingHistory()
     history.total_steps = config.num_epochs * len(env.train_loader)
     show_bar = progress_bar and sys.stderr.isatty()
-    train_seconds, seconds_at_last_eval = 0.0, 0.0
+    train_seconds, seconds_at_last_eval, tokens_at_last_eval = 0.0, 0.0, history.tokens_seen
     unread_losses: list[torch.Tensor] = []
+    steps_per_epoch = len(env.train_loader)
+    first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
     model.train()
     with ctrl_c_remembered():
-        for epoch in range(1, config.num_epochs + 1):
-            batches = tqdm(env.train_loader, desc=f"Epoch {epoch}", disable=not show_bar, leave=True)
+        for epoch in range(first_epoch + 1, config.num_epochs + 1):
+            skip = done_in_epoch if epoch == first_epoch + 1 else 0
+            batches = epoch_batches(env, history, skip)
+            batches = tqdm(batches, desc=f"Epoch {epoch}", total=steps_per_epoch, initial=skip,
+                           disable=not show_bar, leave=True)  # fmt: skip
             for inputs, targets in batches:
                 stop_if_ctrl_c()
                 started = time.perf_counter()
@@ -194,9 +215,10 @@ def train(
                     for callback in callbacks:
                         callback.on_batch(step, history.batch_losses[-1][1])
                 if evaluating:
-                    tokens_since = history.tokens_seen - (history.evals[-1].tokens_seen if history.evals else 0)
-                    speed = tokens_since / max(train_seconds - seconds_at_last_eval, 1e-9)
-                    seconds_at_last_eval = train_seconds
+                    speed = (history.tokens_seen - tokens_at_last_eval) / max(
+                        train_seconds - seconds_at_last_eval, 1e-9
+                    )
+                    seconds_at_last_eval, tokens_at_last_eval = train_seconds, history.tokens_seen
                     result = evaluate(env, history, epoch, lr, speed)
                     history.evals.append(result)
                     for callback in callbacks:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,7 +55,7 @@ def wait_until_ready(process: subprocess.Popen, url: str) -> None:
                 return
         except OSError:
             time.sleep(0.5)
-    process.terminate()
+    stop_group(process)
     raise UserError(f"mlflow ui did not answer at {url} within {READY_TIMEOUT_S} s")
 
 
@@ -63,7 +66,10 @@ def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> No
         return
     check_port_free(host, port)
     url = f"http://{host}:{port}"
-    process = subprocess.Popen(ui_command(tracking_uri, host, port))
+    # Browsing needs no background job runner (7 more processes); its own session, so that the
+    # helper processes mlflow still starts stop with it.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(ui_command(tracking_uri, host, port), env=env, start_new_session=True)
     try:
         wait_until_ready(process, url)
         click.echo(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
@@ -71,6 +77,11 @@ def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> No
     except KeyboardInterrupt:
         click.echo("Stopped the MLflow UI")
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server and every helper it started, then wait for the server."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)

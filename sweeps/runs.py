@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.pytorch
 import optuna
 import torch
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from gpt.checkpoint import load_checkpoint, restore_model
@@ -40,20 +45,44 @@ def checkpoint_of(client: MlflowClient, run_id: str) -> str:
     return tag
 
 
-def load_run_model(
-    client: MlflowClient, run_id: str, device: str | torch.device = "cpu"
-) -> tuple[GPTModel, TrainingConfig]:
-    """Download ``run_id``'s checkpoint through MLflow (any artifact store) and rebuild its model."""
+@contextmanager
+def no_progress_bar() -> Iterator[None]:
+    """MLflow draws a bar per download; for one file it is noise above the line that matters."""
+    name = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def download_checkpoint(client: MlflowClient, run_id: str, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """``run_id``'s checkpoint, fetched through MLflow (any artifact store) and loaded."""
     artifact = checkpoint_of(client, run_id)
-    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch, no_progress_bar():
         try:
             path = client.download_artifacts(run_id, artifact, scratch)
         except (MlflowException, OSError) as exc:
             raise UserError(f"could not download the checkpoint of run {run_id}: {one_line(exc)}") from None
         try:
-            model, config = restore_model(load_checkpoint(Path(path), device))
+            return load_checkpoint(Path(path), device)
         except Exception as exc:  # truncated or foreign files fail in many ways; all mean the same here
             raise UserError(f"the checkpoint of run {run_id} cannot be read ({one_line(exc)})") from None
+
+
+def load_run_model(
+    client: MlflowClient, run_id: str, device: str | torch.device = "cpu"
+) -> tuple[GPTModel, TrainingConfig]:
+    """Rebuild ``run_id``'s trained model from its checkpoint."""
+    checkpoint = download_checkpoint(client, run_id, device)
+    try:
+        model, config = restore_model(checkpoint)
+    except Exception as exc:  # a checkpoint of another model layout or version
+        raise UserError(f"the checkpoint of run {run_id} does not fit this version's model ({one_line(exc)})") from None
     return model.to(device), config
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from mlflow import MlflowClient
 
+from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
 from gpt.environment import Environment, prepare_environment
-from gpt.errors import ConfigError
+from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
-from gpt.training import ConsoleReporter, TrainingHistory
+from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory
+from sweeps.runs import download_checkpoint
 from sweeps.tracking import (
     DEFAULT_EXPERIMENT,
     connect,
@@ -83,14 +86,10 @@ def run_single(
     tracking_uri: str | None = None,
     run_name: str | None = None,
     output_dir: Path = Path("."),
+    callbacks: Sequence[TrainingCallback] = (),
 ) -> SingleRunResult:
     """Check the store, ready data and model, then train inside one MLflow run."""
-    if log_every < 1:
-        raise ConfigError(f"log_every must be >= 1 (got {log_every})")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot use output folder {output_dir}: {exc.strerror}") from None
+    check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
     env = prepare_environment(config, data, device)
     click.echo(describe_environment(env))
@@ -98,8 +97,53 @@ def run_single(
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}) as run_id:
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
-        history = train_tracked(env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir)
+        history = train_tracked(env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir)
         click.echo(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
         click.echo(describe_result(history))
     click.echo(how_to_open(client, experiment, run_id))
     return SingleRunResult(run_id, exp_id, history)
+
+
+def check_outputs(log_every: int, output_dir: Path) -> None:
+    if log_every < 1:
+        raise ConfigError(f"log_every must be >= 1 (got {log_every})")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use output folder {output_dir}: {exc.strerror}") from None
+
+
+def resume_single(
+    run_id: str,
+    device: str = "auto",
+    log_every: int = 1,
+    tracking_uri: str | None = None,
+    output_dir: Path = Path("."),
+) -> SingleRunResult:
+    """Continue a stopped run from its last checkpoint, in the same MLflow run, its steps going on."""
+    check_outputs(log_every, output_dir)
+    client = connect(tracking_uri)
+    checkpoint = download_checkpoint(client, run_id)  # also: the run exists and has a checkpoint
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        raise UserError(f"MLflow run {run_id} is still RUNNING; stop it first (Ctrl-C keeps its checkpoint)")
+    config = TrainingConfig.from_dict(checkpoint["config"])
+    env = prepare_environment(config, run.data.params.get("data_source"), device)
+    if env.tokens.sha256 != run.data.params.get("data_sha256"):
+        raise UserError(f"the training text of run {run_id} ({env.tokens.source}) has changed since; cannot resume")
+    try:
+        history = restore_training(env, checkpoint)
+    except (KeyError, RuntimeError, ValueError) as exc:  # saved by an older version, or for another model
+        raise UserError(f"the checkpoint of run {run_id} cannot be resumed ({one_line(exc)})") from None
+    total_steps = config.num_epochs * len(env.train_loader)
+    if history.step + 1 >= total_steps:
+        raise UserError(f"MLflow run {run_id} already trained all {total_steps} steps; nothing to resume")
+    click.echo(describe_environment(env))
+    click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {total_steps}")
+    with tracked_run(client, run.info.experiment_id, None, run_id=run_id):
+        client.set_tag(run_id, "resumed_after_step", str(history.step))
+        history = train_tracked(
+            env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history
+        )
+        click.echo(describe_result(history))
+    return SingleRunResult(run_id, run.info.experiment_id, history)

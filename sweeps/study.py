@@ -320,7 +320,7 @@ class TrialObjective:
             else:
                 set_tags(self.client, run_id, {"trial_state": "COMPLETE"})
                 if ranks_in_top(self.study, value, self.settings.keep_checkpoints):
-                    log_checkpoint(env, self.client, run_id, history.step)
+                    log_checkpoint(env, self.client, run_id, history)
         if pruned is not None:
             raise pruned
         return value

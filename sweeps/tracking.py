@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,22 +69,45 @@ def probe_database(url: str, what: str) -> None:
         raise UserError(f"cannot reach the {what} {redacted(url)}: {one_line(exc)}") from None
 
 
+def probe_server(url: str) -> None:
+    """Fail in seconds when a tracking server does not answer; MLflow's client retries for minutes."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server behind auth or a proxy still counts as reachable
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"cannot reach the MLflow tracking server {redacted(url)}: {reason}") from None
+
+
 def connect(tracking_uri: str | None = None) -> MlflowClient:
     """A client for the resolved store, checked to answer."""
     uri = resolve_tracking_uri(tracking_uri)
     scheme = uri.split("://", 1)[0] if "://" in uri else "file"
     if scheme == "file":
         raise UserError(f"tracking URI {uri} is a plain file store, which MLflow 3 refuses; use sqlite:///mlflow.db")
-    if scheme.startswith(("http", "databricks")):
-        pass  # a tracking server: the query below is the probe
-    elif scheme != "sqlite":
+    if scheme in ("http", "https"):
+        probe_server(uri)
+    elif scheme != "sqlite" and scheme != "databricks":
         probe_database(uri, "MLflow tracking store")
     try:
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many kinds for an unusable store
         raise UserError(f"cannot reach the MLflow tracking store {redacted(uri)}: {one_line(exc)}") from None
+    if scheme == "sqlite":
+        write_ahead_log(uri)
     return client
+
+
+def write_ahead_log(sqlite_uri: str) -> None:
+    """Switch a SQLite store to WAL once (it persists in the file), so sweep workers logging at once
+    do not block each other's reads; writers then queue on MLflow's 20 s busy timeout instead of failing.
+    """
+    with contextlib.closing(sqlite3.connect(sqlite_uri.removeprefix("sqlite:///"), timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -223,13 +250,14 @@ def train_tracked(
     progress_bar: bool = True,
     keep_checkpoint: bool = True,
     plot_dir: Path | None = None,
+    history: TrainingHistory | None = None,
 ) -> TrainingHistory:
     """Train with every eval in MLflow, then log the plot, config and (optionally) the checkpoint.
 
     On Ctrl-C the checkpoint of the last completed step is still logged before the
-    interrupt goes on up, so a killed run keeps its weights.
+    interrupt goes on up, so a killed run keeps its weights. ``history`` continues a resumed run.
     """
-    history = TrainingHistory()
+    history = history or TrainingHistory()
     with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
         scratch_dir = Path(scratch)
         client.log_artifact(run_id, str(write_config_file(env.config, scratch_dir / "config.yaml")))
@@ -238,7 +266,7 @@ def train_tracked(
             train(env, [reporter, *callbacks], log_every, progress_bar, history)
         except KeyboardInterrupt:
             if keep_checkpoint and history.step >= 0:
-                log_checkpoint(env, client, run_id, history.step)
+                log_checkpoint(env, client, run_id, history)
             raise
         finally:
             reporter.flush()
@@ -250,17 +278,17 @@ def train_tracked(
     if best is not None:
         log_metrics(client, run_id, best.step, {"best_val_loss": best.val_loss, "best_val_step": best.step})
     if keep_checkpoint:
-        log_checkpoint(env, client, run_id, history.step)
+        log_checkpoint(env, client, run_id, history)
     return history
 
 
 CHECKPOINT_DIR = "checkpoint"
 
 
-def log_checkpoint(env: Environment, client: MlflowClient, run_id: str, step: int) -> None:
-    """Model, optimizer, config and step, as ``checkpoint/model.pt`` of the run."""
+def log_checkpoint(env: Environment, client: MlflowClient, run_id: str, history: TrainingHistory) -> None:
+    """Everything to sample or resume from, as ``checkpoint/model.pt`` of the run."""
     with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
-        path = save_checkpoint(Path(scratch) / "model.pt", env.model, env.optimizer, env.config, step)
+        path = save_checkpoint(Path(scratch) / "model.pt", env, history)
         client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
     client.set_tag(run_id, "checkpoint", f"{CHECKPOINT_DIR}/model.pt")
 

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import urllib.parse
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import PRESETS, read_config_file, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import TrainingCallback
+from sweeps.single import run_single
 from sweeps.tracking import connect, experiment_id, tracked_run, train_tracked
 
 
@@ -86,10 +89,19 @@ def _bad(args, capsys):
         (["--max-length", "1024"], "validation split"),
         (["--output-dir", str(VERDICT)], f"cannot use output folder {VERDICT}: File exists"),
         (["--tracking-uri", "postgresql://u:secret@127.0.0.1:9/db"], "cannot reach the MLflow tracking store"),
+        (
+            ["--tracking-uri", "http://u:secret@127.0.0.1:9"],
+            "cannot reach the MLflow tracking server http://u:***@127.0.0.1:9",
+        ),
+        (["--resume", "0123456789abcdef"], "no MLflow run '0123456789abcdef'"),
+        (
+            ["--resume", "0123456789abcdef", "--num-epochs", "3"],
+            "--resume continues the run's own settings; drop --num-epochs",
+        ),
     ],
 )
 def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, verdict):
-    data = [] if "--data" in args else ["--data", str(verdict)]
+    data = [] if "--data" in args or "--resume" in args else ["--data", str(verdict)]
     tracking = [] if "--tracking-uri" in args else ["--tracking-uri", store]
     code, err = _bad([*args, *data, *tracking], capsys)
     assert code == 2
@@ -98,7 +110,10 @@ def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, v
     assert "secret" not in err
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"", "is empty"), (b"\xff\xfe\xfa" * 50, "is not UTF-8 text")])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty"), (b"\xff\xfe\xfa" * 50, "is not UTF-8 text"), (b"PK\x03\x04\x00\x00" * 50, "is binary")],
+)
 def test_unusable_data_files(content, message, capsys, store, tmp_path):
     path = tmp_path / "data.txt"
     path.write_bytes(content)
@@ -135,3 +150,48 @@ def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, t
         assert load_checkpoint(local)["step"] == 3
     else:
         assert run.data.tags["error"] == "RuntimeError: disk on fire"
+
+
+def batch_losses(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss"))
+
+
+def test_resume_continues_the_same_run_with_the_losses_of_an_uninterrupted_one(store, verdict, capsys):
+    overrides = {"num_epochs": 2, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "max_length": 16, "stride": 32}
+    config = resolve_config("quick", None, {**overrides, "eval_freq": 10})
+    whole = run_single(config, "quick", str(verdict), "cpu", tracking_uri=store)
+    steps = whole.history.step + 1
+    with pytest.raises(KeyboardInterrupt):  # stopped in the first epoch, between two evaluations
+        run_single(
+            config, "quick", str(verdict), "cpu", tracking_uri=store, callbacks=[StopAt(13, KeyboardInterrupt())]
+        )
+    client = MlflowClient(store)
+    (stopped,) = [r.info.run_id for r in client.search_runs([whole.experiment_id]) if r.info.status == "KILLED"]
+
+    assert runner.main(["single", "--resume", stopped, "--tracking-uri", store, "--device", "cpu"]) == 0
+    assert "Resuming MLflow run" in capsys.readouterr().out
+    run = client.get_run(stopped)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_after_step"] == "13"
+    resumed = batch_losses(client, stopped)
+    assert [step for step, _ in resumed] == list(range(steps))
+    assert resumed == batch_losses(client, whole.run_id)
+    val = [m.value for m in sorted(client.get_metric_history(stopped, "val_loss"), key=lambda m: m.step)]
+    assert val == [e.val_loss for e in whole.history.evals]
+
+    assert runner.main(["single", "--resume", stopped, "--tracking-uri", store]) == 2
+    assert f"already trained all {steps} steps" in capsys.readouterr().err
+
+
+def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
+    config = resolve_config("quick", None, {"num_epochs": 1, "emb_dim": 16, "n_heads": 2, "n_layers": 1})
+    with pytest.raises(KeyboardInterrupt):
+        run_single(config, "quick", str(verdict), "cpu", tracking_uri=store, callbacks=[StopAt(2, KeyboardInterrupt())])
+    client = MlflowClient(store)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "checkpoint" / "model.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
+    capsys.readouterr()
+    assert runner.main(["single", "--resume", run.info.run_id, "--tracking-uri", store]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be read" in err and len(err.splitlines()) == 1
+    assert client.get_run(run.info.run_id).info.status == "KILLED"  # untouched, not left RUNNING

@@ -20,6 +20,7 @@ from test_sweep import SPACE, children_of, sweep, write_space
 from test_sweep_interrupt import check_killed_trial_was_retried, start_and_kill_mid_trial
 
 import runner
+from sweeps.browse import stop_group
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -122,6 +123,8 @@ def mlflow_server(postgres_url, tmp_path):
          "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # browsing and logging only
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -135,8 +138,7 @@ def mlflow_server(postgres_url, tmp_path):
                 time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)  # the server and the helper processes it starts
 
 
 def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_server, tmp_path, verdict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -151,8 +152,8 @@ def served_store(tmp_path):
             assert time.monotonic() < deadline and ui.poll() is None, "runner.py ui never printed its address"
         yield url
     finally:
-        ui.terminate()
-        ui.wait(timeout=30)
+        ui.send_signal(signal.SIGINT)  # as Ctrl-C: runner.py stops mlflow and its helper processes
+        assert ui.wait(timeout=30) == 0
 
 
 def test_the_ui_shows_a_run_logged_through_it(served_store, verdict, tmp_path, capsys, monkeypatch):

@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 
 import optuna
@@ -55,7 +56,9 @@ def worker_is_dead_here(worker: str | None) -> bool:
 
 def stale_trial_callback(tracking_uri: str) -> StaleCallback:
     """Mark the dead trial's MLflow run FAILED, then queue the trial's params again (at most MAX_RETRIES)."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in use since Optuna 2.8
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)

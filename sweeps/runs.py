@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -30,6 +31,8 @@ from sweeps.report import best_trial
 from sweeps.tracking import CHECKPOINT_DIR, connect, redacted
 
 CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
+# mlflow.pytorch warns that pickled models run code when loaded; ours is this project's own GPTModel.
+logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 
 def checkpoint_of(client: MlflowClient, run_id: str) -> str:

@@ -71,9 +71,9 @@ def check_killed_trial_was_retried(study, client: MlflowClient, trials: int) -> 
 
 def test_a_killed_worker_is_found_dead_and_the_same_command_finishes_the_study(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
-    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
+    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
     command += ["--data", str(verdict), "--tracking-uri", store, "--heartbeat", "2"]
     start_and_kill_mid_trial(command, tmp_path, lambda: _training(tmp_path))
 
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
-    check_killed_trial_was_retried(study_at(tmp_path), MlflowClient(store), trials=3)
+    check_killed_trial_was_retried(study_at(tmp_path), MlflowClient(store), trials=2)

@@ -66,7 +66,11 @@ def cli() -> None:
     type=click.Choice(PRECISIONS),
     help="auto: bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX, fp32 elsewhere.",
 )
-@click.option("--compile/--no-compile", default=None, help="torch.compile the model (slow start, faster steps).")
+@click.option(
+    "--compile/--no-compile",
+    default=None,
+    help="torch.compile the model (a slow start; pays on GPUs at larger batches).",
+)
 @click.option("--seed", type=int)
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import optuna
 from mlflow import MlflowClient
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -101,11 +101,10 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self.on_stale
 
 
-def with_heartbeat(storage_url: str, heartbeat_s: int, on_stale: StaleCallback | None) -> BaseStorage:
-    """Optuna's RDB storage with its heartbeat on; the grace period is ``GRACE_BEATS`` beats."""
-    return optuna.storages.RDBStorage(
-        storage_url,
-        heartbeat_interval=heartbeat_s,
-        grace_period=GRACE_BEATS * heartbeat_s,
-        heartbeat_stale_trial_callback=on_stale,
-    )
+def heartbeat_options(heartbeat_s: int, on_stale: StaleCallback | None) -> dict:
+    """``RDBStorage`` keywords that turn Optuna's heartbeat on; the grace period is ``GRACE_BEATS`` beats."""
+    return {
+        "heartbeat_interval": heartbeat_s,
+        "grace_period": GRACE_BEATS * heartbeat_s,
+        "heartbeat_stale_trial_callback": on_stale,
+    }

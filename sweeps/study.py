@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 import optuna
+import sqlalchemy
 import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -33,9 +34,9 @@ from sweeps.recovery import (
     WORKER_ATTR,
     HeartbeatJournalStorage,
     StaleCallback,
+    heartbeat_options,
     stale_trial_callback,
     this_worker,
-    with_heartbeat,
 )
 from sweeps.report import leaderboard, log_study_report
 from sweeps.runs import best_run_id, register_best_model
@@ -59,6 +60,7 @@ JOURNAL_NAME = "optuna-journal.log"
 REPORT_POINTS = 10
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 PARENT_SETTLE_S = 2.0
+SCHEMA_ATTEMPTS = 5
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Each trial gets our own one-line summary; Optuna's warnings would add a traceback per failed trial.
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -87,9 +89,7 @@ def open_storage(
     if "://" in storage:
         probe_database(storage, "Optuna storage")
         try:
-            if heartbeat_s:
-                return with_heartbeat(storage, heartbeat_s, on_stale)
-            return optuna.storages.RDBStorage(storage)
+            return rdb_storage(storage, heartbeat_options(heartbeat_s, on_stale) if heartbeat_s else {})
         except Exception as exc:  # SQLAlchemy and drivers raise many kinds for a storage they cannot use
             raise UserError(f"cannot open Optuna storage {redacted(storage)}: {one_line(exc)}") from None
     path = Path(storage)
@@ -101,6 +101,16 @@ def open_storage(
     if heartbeat_s:
         return HeartbeatJournalStorage(backend, heartbeat_s, on_stale)
     return optuna.storages.JournalStorage(backend)
+
+
+def rdb_storage(url: str, options: dict) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage; machines starting at once race to create its tables, so the loser retries."""
+    for attempt in range(1, SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.5 * attempt)  # the other machine's CREATE TABLE commits meanwhile
+    return optuna.storages.RDBStorage(url, **options)
 
 
 def make_sampler(space: SearchSpace, worker_index: int = 0) -> optuna.samplers.BaseSampler:

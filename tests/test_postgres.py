@@ -145,7 +145,8 @@ def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_se
 
     study = optuna.load_study(study_name="sweep-tiny", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    print(f"two machines: {len(finished)} finished trials, {len(study.get_trials())} in all")  # for pytest -s
+    with capsys.disabled():  # shown under pytest -s
+        print(f"two machines: {len(finished)} finished trials, {len(study.get_trials())} in all")
     assert len(finished) in (6, 7) and len(study.get_trials()) == len(finished)
     client = MlflowClient(mlflow_server)
     parents = client.search_runs(

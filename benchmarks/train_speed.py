@@ -51,12 +51,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(run: Callable[[], object], device: torch.device, min_seconds: float = 0.5) -> float:
-    """Seconds per call of ``run`` after one warm-up call, repeated for at least ``min_seconds``."""
+def timed(run: Callable[[], object], device: torch.device, min_calls: int = 1, min_seconds: float = 0.0) -> float:
+    """Seconds per call of ``run`` after one warm-up call, over at least ``min_calls`` calls and ``min_seconds``."""
     run()
     synchronize(device)
     calls, started = 0, time.perf_counter()
-    while calls == 0 or time.perf_counter() - started < min_seconds:
+    while calls < min_calls or time.perf_counter() - started < min_seconds:
         run()
         calls += 1
     synchronize(device)
@@ -68,7 +68,7 @@ def matmul_peak(device: torch.device, bf16: bool, size: int) -> float:
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        seconds = timed(lambda: a @ b, device)
+        seconds = timed(lambda: a @ b, device, min_seconds=0.5)
     return 2 * size**3 / seconds
 
 
@@ -90,6 +90,10 @@ def cycle(loader: torch.utils.data.DataLoader) -> Iterator:
         yield from loader
 
 
+def tokens_per_sec(step: Callable[[], None], case: SpeedCase, device: torch.device) -> float:
+    return case.batch_size * case.model.context_length / timed(step, device, min_calls=case.steps)
+
+
 def plain_tokens_per_sec(case: SpeedCase, tokens: TokenizedText, device: torch.device) -> float:
     torch.manual_seed(0)
     model = PlainGPT(case.model).to(device)
@@ -102,18 +106,7 @@ def plain_tokens_per_sec(case: SpeedCase, tokens: TokenizedText, device: torch.d
         inputs, targets = next(batches)
         plain_step(model, optimizer, inputs.to(device), targets.to(device))
 
-    return _steps(step, case, device)
-
-
-def _steps(step: Callable[[], None], case: SpeedCase, device: torch.device) -> float:
-    """Tokens/s over ``case.steps`` steps after one warm-up step."""
-    step()
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(case.steps):
-        step()
-    synchronize(device)
-    return case.steps * case.batch_size * case.model.context_length / (time.perf_counter() - started)
+    return tokens_per_sec(step, case, device)
 
 
 def project_tokens_per_sec(
@@ -130,17 +123,17 @@ def project_tokens_per_sec(
         compile=compile_model,
         model=case.model,
     )
-    env = prepare_environment(config, device=device, tokenizer=_no_tokenizer(case.model), tokens=tokens)
+    env = prepare_environment(config, device=device, tokenizer=ids_only_vocabulary(case.model), tokens=tokens)
     batches = cycle(env.train_loader)
 
     def step() -> None:
         inputs, targets = next(batches)
         train_step(env, inputs, targets, config.learning_rate)
 
-    return _steps(step, case, env.device)
+    return tokens_per_sec(step, case, env.device)
 
 
-def _no_tokenizer(model: ModelConfig):
+def ids_only_vocabulary(model: ModelConfig):
     """Speed runs need no text; an object with ``n_vocab`` passes the vocabulary check."""
     return type("RandomIds", (), {"n_vocab": model.vocab_size})()
 

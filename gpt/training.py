@@ -172,6 +172,10 @@ def epoch_batches(env: Environment, history: TrainingHistory, already_done: int)
     return batches
 
 
+def total_steps(env: Environment) -> int:
+    return env.config.num_epochs * len(env.train_loader)
+
+
 def train(
     env: Environment,
     callbacks: Sequence[TrainingCallback] = (),
@@ -182,7 +186,7 @@ def train(
     """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step."""
     config, model = env.config, env.model
     history = history if history is not None else TrainingHistory()
-    history.total_steps = config.num_epochs * len(env.train_loader)
+    history.total_steps = total_steps(env)
     show_bar = progress_bar and sys.stderr.isatty()
     train_seconds, seconds_at_last_eval, tokens_at_last_eval = 0.0, 0.0, history.tokens_seen
     unread_losses: list[torch.Tensor] = []
@@ -224,7 +228,7 @@ def train(
                     for callback in callbacks:
                         callback.on_eval(result)
             if progress_bar and not show_bar:
-                print(f"Epoch {epoch}: {len(env.train_loader)}/{len(env.train_loader)} steps", flush=True)
+                print(f"Epoch {epoch}: {steps_per_epoch}/{steps_per_epoch} steps", flush=True)
             sample = greedy_sample(env)
             history.samples.append((epoch, sample))
             for callback in callbacks:

@@ -14,7 +14,7 @@ from gpt.config import TrainingConfig
 from gpt.environment import Environment, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
-from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory
+from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps
 from sweeps.runs import download_checkpoint
 from sweeps.tracking import (
     DEFAULT_EXPERIMENT,
@@ -135,11 +135,11 @@ def resume_single(
         history = restore_training(env, checkpoint)
     except (KeyError, RuntimeError, ValueError) as exc:  # saved by an older version, or for another model
         raise UserError(f"the checkpoint of run {run_id} cannot be resumed ({one_line(exc)})") from None
-    total_steps = config.num_epochs * len(env.train_loader)
-    if history.step + 1 >= total_steps:
-        raise UserError(f"MLflow run {run_id} already trained all {total_steps} steps; nothing to resume")
+    steps = total_steps(env)
+    if history.step + 1 >= steps:
+        raise UserError(f"MLflow run {run_id} already trained all {steps} steps; nothing to resume")
     click.echo(describe_environment(env))
-    click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {total_steps}")
+    click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
     with tracked_run(client, run.info.experiment_id, None, run_id=run_id):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
         history = train_tracked(

@@ -205,7 +205,7 @@ def ensure_parent_run(study: optuna.Study, client: MlflowClient, experiment: str
     client.set_terminated(run_id, "FINISHED")
     # Sweeps started at once on several machines may each have made a parent; the last write won.
     time.sleep(PARENT_SETTLE_S)
-    winner = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_RUN_ATTR]
+    winner = study.user_attrs[PARENT_RUN_ATTR]  # read from the storage again, not cached
     if winner != run_id:
         client.delete_run(run_id)
     return winner

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 
 from benchmarks.plain_gpt import PlainGPT, load_into, plain_step
-from benchmarks.train_speed import random_tokens
+from benchmarks.train_speed import ids_only_vocabulary, random_tokens
 from gpt import device as device_module
 from gpt.config import ModelConfig, TrainingConfig
 from gpt.device import resolve_precision
@@ -43,8 +43,7 @@ def test_fast_training_path_gives_the_plain_losses():
     config = TrainingConfig(
         batch_size=4, max_length=32, stride=32, learning_rate=1e-3, weight_decay=0.1, precision="fp32", model=MODEL
     )
-    vocabulary = type("Ids", (), {"n_vocab": MODEL.vocab_size})()
-    env = prepare_environment(config, device="cpu", tokenizer=vocabulary, tokens=tokens)
+    env = prepare_environment(config, device="cpu", tokenizer=ids_only_vocabulary(MODEL), tokens=tokens)
     plain, _ = plain_and_fast()
     load_into(env.model, plain)  # in place: the optimizer keeps the same parameters
     optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-3, weight_decay=0.1)

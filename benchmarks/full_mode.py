@@ -12,7 +12,7 @@ import time
 
 import click
 
-from gpt.config import MODES, PRECISIONS, resolve_config
+from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import train
 
@@ -20,7 +20,7 @@ from gpt.training import train
 @click.command()
 @click.option("--mode", type=click.Choice(MODES), default="full", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--data", default=None, help="Training text (default: The Verdict).")
 def main(mode: str, precision: str, device: str, data: str | None) -> None:
     config = resolve_config(mode, None, {"precision": precision})

@@ -26,7 +26,7 @@ import click
 import torch
 
 from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
-from gpt.config import PRESETS, ModelConfig, TrainingConfig
+from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig
 from gpt.data import TokenizedText
 from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
 from gpt.environment import load_tokens, prepare_environment
@@ -175,11 +175,19 @@ def human(value: float) -> str:
 
 @click.command()
 @click.option("--data", default=None, help="Text for the tracking and end-to-end parts (default: The Verdict).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--precision", default="auto", show_default=True, help="The project path's precision.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="The project path's precision.",
+)
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the project's model.")
-@click.option("--steps", type=int, default=5, show_default=True, help="Timed training steps per case.")
-@click.option("--batch-size-124m", type=int, default=2, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=5, show_default=True, help="Timed training steps per case."
+)
+@click.option("--batch-size-124m", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--skip-tracking", is_flag=True, help="Skip the MLflow and CLI parts (a machine without them).")
 @click.option("--tiny", is_flag=True, help="Tiny models and runs: checks the benchmark works, measures nothing useful.")
 def main(

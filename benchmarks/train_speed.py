@@ -35,6 +35,7 @@ from gpt.training import train, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_124M = ModelConfig(context_length=256)
+TRACKING_PAIRS = 4
 TINY = ModelConfig(vocab_size=512, context_length=32, emb_dim=32, n_heads=2, n_layers=2)
 
 
@@ -139,7 +140,8 @@ def ids_only_vocabulary(model: ModelConfig):
 
 
 def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> tuple[float, float]:
-    """Seconds of the same training run without and with the MLflow reporter (best of two each)."""
+    """Seconds of the same training run without and with the MLflow reporter, alternated, best of
+    ``TRACKING_PAIRS`` each: single runs on a shared machine vary by more than the overhead."""
     from sweeps.tracking import MlflowReporter, connect, experiment_id
 
     tokens, tokenizer = load_tokens(data)
@@ -147,7 +149,7 @@ def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> 
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
         client = connect(f"sqlite:///{folder}/mlflow.db")
         experiment = experiment_id(client, "bench")
-        for tracked in (False, True, False, True):
+        for tracked in (False, True) * TRACKING_PAIRS:
             env = prepare_environment(config, device=device, tokenizer=tokenizer, tokens=tokens)
             run_id = client.create_run(experiment).info.run_id
             reporters = [MlflowReporter(client, run_id)] if tracked else []

@@ -1,10 +1,12 @@
 """Command line: train one GPT (``single``), search hyperparameters (``sweep``), show the best trial (``best``).
 
-This module only parses options and calls ``sweeps``; every rule lives there or in ``gpt``.
+This module only parses options and calls ``tracking`` and ``sweeps``; every rule lives there or in ``gpt``.
+It is also the one place for process-wide settings: log levels and the Ctrl-C handler.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -17,12 +19,34 @@ from gpt.interrupt import ctrl_c_remembered
 RUN_OPTIONS = [
     click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
     click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-    click.option("--log-every", type=int, default=1, show_default=True, help="Log the batch loss every N steps."),
+    click.option(
+        "--log-every",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Log the batch loss every N steps.",
+    ),
     click.option("--experiment", default=None, help="MLflow experiment [default: gpt-from-scratch]."),
     click.option(
         "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
     ),
 ]
+
+
+def quiet_mlflow() -> None:
+    """MLflow announces its database migrations on every new store, and warns that a pickled model
+    runs code when loaded (ours is this project's own GPTModel): neither is news to a user."""
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+
+
+def quiet_optuna() -> None:
+    """Each trial gets our own one-line summary; Optuna's warnings would add a traceback per failed trial.
+    Also run by each spawned sweep worker first."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def run_options(command):
@@ -80,8 +104,8 @@ def single(
     mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, resume_run, **flags
 ) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
-    from sweeps.single import resume_single, run_single
-    from sweeps.tracking import DEFAULT_EXPERIMENT
+    from tracking.single import resume_single, run_single
+    from tracking.store import DEFAULT_EXPERIMENT
 
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
@@ -108,13 +132,19 @@ def single(
     default=None,
     help="Search space YAML [default: sweeps/default.yaml].",
 )
-@click.option("--trials", type=int, default=30, show_default=True, help="Finished trials the study should hold.")
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=30, show_default=True, help="Finished trials the study should hold."
+)
 @click.option("--study", default=None, help="Optuna study name [default: sweep-<space file name>].")
 @click.option(
     "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
 )
 @click.option(
-    "--workers", type=int, default=1, show_default=True, help="Processes sharing the study; they split the cores."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the study; they split the cores.",
 )
 @click.option(
     "--sampler", type=click.Choice(["tpe", "random", "grid"]), default=None, help="Overrides the space file's."
@@ -122,14 +152,23 @@ def single(
 @click.option(
     "--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None, help="Overrides the space file's."
 )
-@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop starting trials after this many seconds.",
+)
 @click.option("--seed", type=int, default=None, help="Sampler seed; overrides the space file's.")
 @click.option(
-    "--keep-checkpoints", type=int, default=1, show_default=True, help="Keep checkpoints of the best K trials."
+    "--keep-checkpoints",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Keep checkpoints of the best K trials.",
 )
 @click.option(
     "--heartbeat",
-    type=int,
+    type=click.IntRange(min=1),
     default=20,
     show_default=True,
     help="Seconds between a worker's heartbeats; a trial silent for 3 beats is failed and retried.",
@@ -156,9 +195,11 @@ def sweep(
     tracking_uri,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is an MLflow child run of the study's parent run."""
+    from sweeps.settings import SweepSettings
     from sweeps.space import DEFAULT_SPACE
-    from sweeps.study import SweepSettings, default_storage, default_study_name, run_sweep
-    from sweeps.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri
+    from sweeps.storage import default_storage, default_study_name
+    from sweeps.sweep import run_sweep
+    from tracking.store import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
     space_file = space_file or DEFAULT_SPACE
     tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -180,7 +221,8 @@ def sweep(
         workers=workers,
         heartbeat_s=heartbeat,
     )
-    run_sweep(settings, dry_run=dry_run)
+    quiet_optuna()
+    run_sweep(settings, dry_run=dry_run, worker_setup=quiet_optuna)
 
 
 @cli.command()
@@ -193,9 +235,10 @@ def sweep(
 def best(study, storage, tracking_uri, export) -> None:
     """Show a study's best trial; --export writes a config that `single --config` reproduces."""
     from sweeps.report import describe_best, export_best
-    from sweeps.study import default_storage, load_study
-    from sweeps.tracking import resolve_tracking_uri
+    from sweeps.storage import default_storage, load_study
+    from tracking.store import resolve_tracking_uri
 
+    quiet_optuna()
     loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
     click.echo(describe_best(loaded))
     if export:
@@ -213,8 +256,8 @@ TRACKING_URI_OPTION = click.option(
 @TRACKING_URI_OPTION
 def ui(host, port, tracking_uri) -> None:
     """Browse every run and trial: MLflow's UI on the store the runner writes to."""
-    from sweeps.browse import serve_ui
-    from sweeps.tracking import connect
+    from tracking.store import connect
+    from tracking.ui import serve_ui
 
     serve_ui(connect(tracking_uri).tracking_uri, host, port)
 
@@ -236,18 +279,24 @@ def generate(
     run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri
 ) -> None:
     """Print a prompt and its continuation by a trained run's model."""
-    from sweeps.runs import sample_from_run
-    from sweeps.study import best_run_in
+    from tracking.models import sample_from_run
 
     if (run_id is None) == (study is None):
         raise click.UsageError("give exactly one of --run-id and --study")
     settings = SamplingSettings.for_strategy(strategy, top_k, top_p, temperature, max_new_tokens)
-    run_id = run_id or best_run_in(study, storage, tracking_uri)
+    if study:
+        from sweeps.storage import default_storage, load_study
+        from sweeps.study_runs import best_run_id
+        from tracking.store import resolve_tracking_uri
+
+        quiet_optuna()
+        run_id = best_run_id(load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri))))
     click.echo(sample_from_run(tracking_uri, run_id, prompt, settings, seed, device))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130."""
+    quiet_mlflow()
     try:
         with ctrl_c_remembered():
             cli.main(args=argv, prog_name="runner.py", standalone_mode=False)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import click
 
+from runner import quiet_optuna
+from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
-from sweeps.study import SweepSettings, run_sweep
+from sweeps.sweep import run_sweep
 
 
 @click.command()
@@ -25,6 +27,7 @@ from sweeps.study import SweepSettings, run_sweep
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
 @click.option("--data", default=None, help="Training text (default: The Verdict).")
 def main(trials: int, space: Path, data: str | None) -> None:
+    quiet_optuna()
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
         base = SweepSettings(

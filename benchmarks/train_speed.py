@@ -142,7 +142,8 @@ def ids_only_vocabulary(model: ModelConfig):
 def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> tuple[float, float]:
     """Seconds of the same training run without and with the MLflow reporter, alternated, best of
     ``TRACKING_PAIRS`` each: single runs on a shared machine vary by more than the overhead."""
-    from sweeps.tracking import MlflowReporter, connect, experiment_id
+    from tracking.reporter import MlflowReporter
+    from tracking.store import connect, experiment_id
 
     tokens, tokenizer = load_tokens(data)
     times: dict[bool, list[float]] = {False: [], True: []}

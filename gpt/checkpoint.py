@@ -20,10 +20,12 @@ from gpt.model import GPTModel
 from gpt.training import EvalResult, TrainingHistory
 
 
-def save_checkpoint(path: str | Path, env: Environment, history: TrainingHistory) -> Path:
+def save_checkpoint(path: str | Path, env: Environment, history: TrainingHistory, resumable: bool = True) -> Path:
+    """Write the checkpoint atomically; without ``resumable`` it leaves out the optimizer state
+    (two thirds of the file with AdamW), enough to sample from but not to resume.
+    """
     state = {
         "model_state_dict": env.model.state_dict(),
-        "optimizer_state_dict": env.optimizer.state_dict(),
         "config": env.config.to_dict(),
         "step": history.step,
         "history": {
@@ -35,6 +37,8 @@ def save_checkpoint(path: str | Path, env: Environment, history: TrainingHistory
         },
         "rng": {"torch": torch.get_rng_state(), "loader": env.train_loader.generator.get_state()},
     }
+    if resumable:
+        state["optimizer_state_dict"] = env.optimizer.state_dict()
     if env.device.type == "cuda":
         state["rng"]["cuda"] = torch.cuda.get_rng_state(env.device)
     with atomic_path(path) as tmp:

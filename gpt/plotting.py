@@ -1,13 +1,15 @@
-"""The two-panel loss plot: evaluated losses against steps, and the raw batch losses."""
+"""The two-panel loss plot: evaluated losses against steps, and the raw batch losses.
+
+Drawn on a ``matplotlib.figure.Figure`` without pyplot, so importing this changes no global
+backend and a plot can be drawn off the main thread.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from gpt.training import TrainingHistory
 
@@ -15,7 +17,7 @@ MAX_BATCH_POINTS = 500
 LOG_SCALE_RATIO = 5
 
 
-def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
+def _log_scale_if_wide(ax: Axes, values: list[float]) -> None:
     """Losses fall from ~11 to below 1: on a log axis the late, small gains stay visible."""
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) > LOG_SCALE_RATIO:
@@ -24,7 +26,8 @@ def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
 
 def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.png", title: str | None = None) -> Path:
     """Left: train and val loss by step, tokens seen on the top axis. Right: batch loss, subsampled."""
-    fig, (evals_ax, batch_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8), layout="tight")
+    evals_ax, batch_ax = fig.subplots(1, 2)
     steps = [e.step for e in history.evals]
     train_losses, val_losses = [e.train_loss for e in history.evals], [e.val_loss for e in history.evals]
     evals_ax.plot(steps, train_losses, marker="o", label="Training loss")
@@ -62,8 +65,6 @@ def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.pn
     batch_ax.legend(loc="upper right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -46,6 +46,8 @@ class TrainingHistory:
     batch_losses: list[tuple[int, float]] = field(default_factory=list)
     samples: list[tuple[int, str]] = field(default_factory=list)
     loader_state_at_epoch_start: torch.Tensor | None = None  # to replay a half-done epoch's data order
+    train_seconds: float = 0.0  # wall time in optimizer steps
+    eval_seconds: float = 0.0  # wall time in evaluations and the per-epoch samples
 
     @property
     def best_eval(self) -> EvalResult | None:
@@ -188,7 +190,7 @@ def train(
     history = history if history is not None else TrainingHistory()
     history.total_steps = total_steps(env)
     show_bar = progress_bar and sys.stderr.isatty()
-    train_seconds, seconds_at_last_eval, tokens_at_last_eval = 0.0, 0.0, history.tokens_seen
+    seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
     unread_losses: list[torch.Tensor] = []
     steps_per_epoch = len(env.train_loader)
     first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
@@ -199,9 +201,9 @@ def train(
             batches = epoch_batches(env, history, skip)
             batches = tqdm(batches, desc=f"Epoch {epoch}", total=steps_per_epoch, initial=skip,
                            disable=not show_bar, leave=True)  # fmt: skip
+            started = time.perf_counter()  # a step's time includes fetching its batch
             for inputs, targets in batches:
                 stop_if_ctrl_c()
-                started = time.perf_counter()
                 step = history.step + 1
                 if step == 0:
                     check_same_device(model, inputs.to(env.device), targets.to(env.device))
@@ -214,22 +216,27 @@ def train(
                 if logging or evaluating:
                     # The only host sync of a training step, so the device runs ahead in between.
                     read_losses(history, unread_losses, step, lr)
-                train_seconds += time.perf_counter() - started
+                history.train_seconds += time.perf_counter() - started
                 if logging:
                     for callback in callbacks:
                         callback.on_batch(step, history.batch_losses[-1][1])
                 if evaluating:
                     speed = (history.tokens_seen - tokens_at_last_eval) / max(
-                        train_seconds - seconds_at_last_eval, 1e-9
+                        history.train_seconds - seconds_at_last_eval, 1e-9
                     )
-                    seconds_at_last_eval, tokens_at_last_eval = train_seconds, history.tokens_seen
+                    seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
+                    eval_started = time.perf_counter()
                     result = evaluate(env, history, epoch, lr, speed)
+                    history.eval_seconds += time.perf_counter() - eval_started
                     history.evals.append(result)
                     for callback in callbacks:
                         callback.on_eval(result)
+                started = time.perf_counter()
             if progress_bar and not show_bar:
                 print(f"Epoch {epoch}: {steps_per_epoch}/{steps_per_epoch} steps", flush=True)
+            sample_started = time.perf_counter()
             sample = greedy_sample(env)
+            history.eval_seconds += time.perf_counter() - sample_started
             history.samples.append((epoch, sample))
             for callback in callbacks:
                 callback.on_epoch_end(epoch, sample)

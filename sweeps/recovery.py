@@ -23,7 +23,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.checkpoints import RUN_ID_ATTR
+from sweeps.study_runs import RUN_ID_ATTR
 
 DEFAULT_HEARTBEAT_S = 20
 GRACE_BEATS = 3

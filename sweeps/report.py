@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
-from sweeps.checkpoints import RUN_ID_ATTR
+from sweeps.study_runs import RUN_ID_ATTR
 
 MAX_LEGEND_ENTRIES = 12
 PLOTS = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ DISTRIBUTION_KEYS = {
     "int": ({"type", "low", "high"}, {"log", "step"}),
     "categorical": ({"type", "choices"}, set()),
 }
+MAX_LISTED_POINTS = 100_000
 SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
 SEARCHABLE = SETTINGS - {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size"}
 
@@ -216,8 +218,22 @@ class SearchSpace:
             except DataError as exc:
                 raise ConfigError(f"params.max_length {max_length} cannot be filled: {exc}") from None
 
-    def grid(self) -> dict[str, list[Any]]:
-        return {p.name: p.candidate_values() for p in self.params}
+    def all_points(self) -> list[tuple[Any, ...]] | None:
+        """Every point of an int and categorical space, in a fixed order.
+
+        None when a float range makes the space endless, or when it is too large to list
+        (repeats in it are then as unlikely as in an endless one).
+        """
+        if any(isinstance(p.distribution, optuna.distributions.FloatDistribution) for p in self.params):
+            return None
+        values = [p.candidate_values() for p in self.params]
+        if math.prod(len(v) for v in values) > MAX_LISTED_POINTS:
+            return None
+        return list(itertools.product(*values))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         return {p.name: p.suggest(trial) for p in self.params}

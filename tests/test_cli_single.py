@@ -1,5 +1,6 @@
 """`runner.py single` end to end: real gpt2 encoding, real text, a real MLflow store in a temp folder."""
 
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -16,8 +17,10 @@ from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import PRESETS, read_config_file, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import TrainingCallback
-from sweeps.single import run_single
-from sweeps.tracking import connect, experiment_id, tracked_run, train_tracked
+from tracking.runs import tracked_run
+from tracking.single import run_single
+from tracking.store import connect, experiment_id
+from tracking.training import train_tracked
 
 
 def only_run(tracking_uri: str):
@@ -80,7 +83,7 @@ def _bad(args, capsys):
         (["--learning-rate", "-1"], "learning_rate must be > 0"),
         (["--stride", "0"], "stride must be >= 1"),
         (["--eval-iter", "0"], "eval_iter must be >= 1"),
-        (["--log-every", "0"], "log_every must be >= 1"),
+        (["--log-every", "0"], "Invalid value for '--log-every': 0 is not in the range x>=1"),
         (["--batch-size", "many"], "'many' is not a valid integer"),
         (["--mode", "huge"], "'huge' is not one of"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], "cuda"),
@@ -195,3 +198,16 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
     err = capsys.readouterr().err.strip()
     assert "cannot be read" in err and len(err.splitlines()) == 1
     assert client.get_run(run.info.run_id).info.status == "KILLED"  # untouched, not left RUNNING
+
+
+def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verdict, tmp_path):
+    args = ["single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "1", "--emb-dim", "16",
+            "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--stride", "256"]  # fmt: skip
+    code = (
+        f"import sys, runner; status = runner.main({args!r}); "
+        "print('status', status, 'loaded:', sorted(m for m in ('optuna', 'sweeps', 'matplotlib.pyplot') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert "status 0 loaded: []" in result.stdout, result.stdout + result.stderr

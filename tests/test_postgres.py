@@ -20,7 +20,7 @@ from test_sweep import SPACE, children_of, sweep, write_space
 from test_sweep_interrupt import check_killed_trial_was_retried, start_and_kill_mid_trial
 
 import runner
-from sweeps.browse import stop_group
+from tracking.ui import stop_group
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -128,16 +128,24 @@ def mlflow_server(postgres_url, tmp_path):
         stop_group(server)  # the server and the helper processes it starts
 
 
-def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_server, tmp_path, verdict, capsys):
+def test_machines_and_workers_share_one_study_run_exactly_n_and_never_repeat_a_point(
+    postgres_url, mlflow_server, tmp_path, verdict, capsys
+):
     storage = create_database(postgres_url, "machines")
     space = write_space(tmp_path, SPACE)
-    command = runner_command("sweep", "--space", str(space), "--trials", "6", "--data", str(verdict))
-    command += ["--storage", storage, "--tracking-uri", mlflow_server]
+
+    def command(trials: int) -> list[str]:
+        return runner_command("sweep", "--space", str(space), "--trials", str(trials), "--data", str(verdict),
+                              "--storage", storage, "--tracking-uri", mlflow_server)  # fmt: skip
+
     machines = []
-    for name in ("machine-a", "machine-b"):  # separate processes, separate working folders, nothing shared locally
+    # Separate processes, separate working folders, nothing shared locally; one machine runs two workers.
+    for name, extra in (("machine-a", ["--workers", "2"]), ("machine-b", [])):
         (tmp_path / name).mkdir()
         machines.append(
-            subprocess.Popen(command, cwd=tmp_path / name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                command(6) + extra, cwd=tmp_path / name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
         )
     for machine in machines:
         output, _ = machine.communicate(timeout=600)
@@ -146,8 +154,9 @@ def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_se
     study = optuna.load_study(study_name="sweep-tiny", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     with capsys.disabled():  # shown under pytest -s
-        print(f"two machines: {len(finished)} finished trials, {len(study.get_trials())} in all")
-    assert len(finished) in (6, 7) and len(study.get_trials()) == len(finished)
+        print(f"two machines, three workers: {len(finished)} finished trials, {len(study.get_trials())} in all")
+    assert len(finished) == 6
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 6
     client = MlflowClient(mlflow_server)
     parents = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], "tags.optuna_study = 'sweep-tiny'"
@@ -158,6 +167,15 @@ def test_two_machines_share_one_study_and_one_parent_run(postgres_url, mlflow_se
     assert sorted(int(run.data.tags["trial_number"]) for run in children) == sorted(t.number for t in finished)
     assert {run.info.status for run in children} == {"FINISHED"}
 
+    resumed = subprocess.run(command(8), cwd=tmp_path / "machine-b", capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout
+    finished = optuna.load_study(study_name="sweep-tiny", storage=storage).get_trials(
+        states=(TrialState.COMPLETE, TrialState.PRUNED)
+    )
+    assert len(finished) == 8 and len({tuple(sorted(t.params.items())) for t in finished}) == 8
+
     capsys.readouterr()
     assert runner.main(["best", "--study", "sweep-tiny", "--storage", storage]) == 0
-    assert f"#{study.best_trial.number}" in capsys.readouterr().out
+    assert (
+        f"#{optuna.load_study(study_name='sweep-tiny', storage=storage).best_trial.number}" in capsys.readouterr().out
+    )

@@ -8,7 +8,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 import runner
-from sweeps.study import open_storage
+from gpt.checkpoint import load_checkpoint
+from sweeps.storage import open_storage
 
 TINY_BASE = """
 base:
@@ -91,7 +92,7 @@ def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
         ("--timeout", "-1"),
     ):
         assert sweep(space, store, verdict, flag, value) == 2
-        assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err
+        assert f"Invalid value for '{flag}'" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_resolved_space_and_touches_no_store(tmp_path, store, verdict, capsys):
@@ -136,6 +137,9 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
         assert run.data.params["sampled.learning_rate"] == str(trial.params["learning_rate"])
         assert client.get_metric_history(run.info.run_id, "val_loss")
         assert set(trial.intermediate_values) <= set(range(11))
+        times = {name: run.data.metrics[f"time_{name}_s"] for name in ("setup", "train", "eval", "checkpoint", "total")}
+        assert min(times.values()) >= 0 and times["train"] > 0 and times["eval"] > 0
+        assert times["setup"] + times["train"] + times["eval"] + times["checkpoint"] <= times["total"]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "the median pruner should stop the weakest trials of this space"
     assert all(max(t.intermediate_values) < 10 for t in pruned)
@@ -145,6 +149,9 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     for number, run in children.items():
         files = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert files == (["checkpoint/model.pt"] if number == study.best_trial.number else [])
+    best_checkpoint = load_checkpoint(client.download_artifacts(children[study.best_trial.number].info.run_id,
+                                                                "checkpoint/model.pt", str(tmp_path)))  # fmt: skip
+    assert "model_state_dict" in best_checkpoint and "optimizer_state_dict" not in best_checkpoint  # never resumed
 
     exported = tmp_path / "best.yaml"
     journal = str(tmp_path / "optuna-journal.log")
@@ -156,13 +163,15 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     assert rerun.data.metrics["best_val_loss"] == pytest.approx(study.best_value, abs=1e-5)
 
 
-def test_a_nan_trial_fails_and_the_sweep_goes_on(tmp_path, store, verdict):
+def test_a_nan_trial_fails_and_the_sweep_goes_on_until_the_space_is_used_up(tmp_path, store, verdict, capsys):
     space = write_space(
         tmp_path,
         TINY_BASE + "params:\n  learning_rate: {type: categorical, choices: [1.0e-3, 1.0e+5]}\nsampler: grid\n",
     )
-    assert sweep(space, store, verdict, "--trials", "2") == 0
-    trials = {t.params["learning_rate"]: t for t in study_at(tmp_path).get_trials()}
+    assert sweep(space, store, verdict, "--trials", "2") == 0  # the failed trial does not count...
+    out = capsys.readouterr().out  # ...and its point is not drawn again
+    assert out.count("the search space is exhausted: each of its 2 points was tried") == 1
+    trials = {t.params["learning_rate"]: t for t in study_at(tmp_path).get_trials() if t.params}
     assert trials[1e-3].state == TrialState.COMPLETE
     failed = trials[1e5]
     assert failed.state == TrialState.FAIL and "NonFiniteLossError: loss became nan" in failed.user_attrs["fail_reason"]
@@ -178,14 +187,44 @@ def test_a_study_made_from_another_space_is_not_mixed_in(tmp_path, store, verdic
     assert "made from a different search space" in capsys.readouterr().err
 
 
-def test_two_workers_share_one_study_and_parent(tmp_path, store, verdict):
+def points(study: optuna.Study) -> list[tuple]:
+    """The sampled points of the trials that ran, in trial order."""
+    return [tuple(sorted(t.params.items())) for t in study.get_trials() if "mlflow_run_id" in t.user_attrs]
+
+
+def test_two_workers_run_exactly_the_trials_asked_for_and_never_the_same_point(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE)
-    assert sweep(space, store, verdict, "--trials", "3", "--workers", "2") == 0
+    assert sweep(space, store, verdict, "--trials", "5", "--workers", "2") == 0
     study = study_at(tmp_path)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert 3 <= len(finished) <= 4  # each worker may start one trial before it sees the total
+    assert len(finished) == 5
     children = children_of(MlflowClient(store), study.user_attrs["mlflow_parent_run_id"])
-    assert len(children) == len(study.get_trials())
+    assert len(children) == 5 and {run.info.status for run in children} == {"FINISHED"}
+    assert len(set(points(study))) == len(points(study)) == 5
+
+
+def test_a_resumed_study_draws_the_points_an_uninterrupted_one_would(tmp_path, store, verdict):
+    space = write_space(tmp_path, SPACE)
+    assert sweep(space, store, verdict, "--trials", "2", "--study", "resumed") == 0
+    assert sweep(space, store, verdict, "--trials", "4", "--study", "resumed") == 0
+    assert sweep(space, store, verdict, "--trials", "4", "--study", "in-one-go") == 0
+    resumed, in_one_go = points(study_at(tmp_path, "resumed")), points(study_at(tmp_path, "in-one-go"))
+    assert len(set(resumed)) == len(resumed) == 4
+    assert resumed == in_one_go
+
+
+def test_a_finite_space_is_searched_without_repeats_and_stops_when_used_up(tmp_path, store, verdict, capsys):
+    space = write_space(
+        tmp_path,
+        TINY_BASE
+        + "params:\n  max_length: {type: categorical, choices: [16, 32]}\n"
+        + "  n_layers: {type: int, low: 1, high: 2}\npruner: none\nseed: 5\n",
+    )
+    assert sweep(space, store, verdict, "--trials", "6") == 0
+    assert "the search space is exhausted: each of its 4 points was tried" in capsys.readouterr().out
+    study = study_at(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    assert len(set(points(study))) == len(points(study)) == 4
 
 
 def test_best_of_an_unknown_study(tmp_path, store, capsys):

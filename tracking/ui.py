@@ -14,7 +14,7 @@ import urllib.request
 import click
 
 from gpt.errors import UserError
-from sweeps.tracking import redacted
+from tracking.store import redacted
 
 READY_TIMEOUT_S = 60
 

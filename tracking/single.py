@@ -15,16 +15,10 @@ from gpt.environment import Environment, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
 from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps
-from sweeps.runs import download_checkpoint
-from sweeps.tracking import (
-    DEFAULT_EXPERIMENT,
-    connect,
-    experiment_id,
-    log_params,
-    run_params,
-    tracked_run,
-    train_tracked,
-)
+from tracking.models import download_checkpoint
+from tracking.runs import log_params, run_params, tracked_run
+from tracking.store import DEFAULT_EXPERIMENT, connect, experiment_id
+from tracking.training import train_tracked
 
 
 @dataclass(frozen=True)

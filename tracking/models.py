@@ -1,8 +1,7 @@
-"""Trained models back out of MLflow: a run's checkpoint, a study's best run, the registered best model."""
+"""Trained models back out of MLflow: a run's checkpoint, its model rebuilt, registered, sampled from."""
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import warnings
@@ -13,7 +12,6 @@ from typing import Any
 
 import mlflow
 import mlflow.pytorch
-import optuna
 import torch
 from mlflow import MlflowClient
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
@@ -26,13 +24,8 @@ from gpt.device import choose_device
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.generation import continue_text
 from gpt.model import GPTModel
-from sweeps.checkpoints import RUN_ID_ATTR
-from sweeps.report import best_trial
-from sweeps.tracking import CHECKPOINT_DIR, connect, redacted
-
-CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
-# mlflow.pytorch warns that pickled models run code when loaded; ours is this project's own GPTModel.
-logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+from tracking.store import connect, redacted
+from tracking.training import CHECKPOINT_FILE
 
 
 def checkpoint_of(client: MlflowClient, run_id: str) -> str:
@@ -89,26 +82,12 @@ def load_run_model(
     return model.to(device), config
 
 
-def best_run_id(study: optuna.Study) -> str:
-    trial = best_trial(study)
-    run_id = trial.user_attrs.get(RUN_ID_ATTR)
-    if not run_id:
-        raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")
-    return run_id
-
-
-def registered_name(study_name: str) -> str:
-    return f"gpt-{study_name}"
-
-
-def register_best_model(study: optuna.Study, client: MlflowClient) -> str | None:
-    """Log the best trial's model as an MLflow model on its run and register it as ``gpt-<study>``.
+def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
+    """Log ``run_id``'s trained model as an MLflow model on the run and register it as ``name``.
 
     Returns ``models:/name/version``; a version that already holds this run's model is reused,
-    so running the same sweep command again registers nothing new.
+    so registering the same run again adds nothing.
     """
-    run_id = best_run_id(study)
-    name = registered_name(study.study_name)
     for version in client.search_model_versions(f"name = '{name}'"):
         if version.run_id == run_id:
             return f"models:/{name}/{version.version}"

@@ -1,0 +1,179 @@
+"""The trial objective: train one sampled config as an MLflow child run and return its value.
+
+It reads like Optuna's PyTorch example: train, ``trial.report``, ``should_prune``, raise
+``TrialPruned``, return the value. The bookkeeping after each trial (its state on the run,
+the parent run's best value, checkpoint retention) lives in ``sweeps.callbacks``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+import optuna
+import torch
+from mlflow import MlflowClient
+
+from gpt.data import TokenizedText, steps_per_epoch
+from gpt.environment import prepare_environment
+from gpt.errors import NonFiniteLossError, UserError, one_line
+from gpt.training import EvalResult, TrainingCallback, TrainingHistory
+from sweeps.recovery import WORKER_ATTR, this_worker
+from sweeps.sampling import FAIL_REASON_ATTR, LIVE_STATES, REPORT_POINTS, free_points, repeated_trial
+from sweeps.space import SearchSpace
+from sweeps.study_runs import RUN_ID_ATTR, ranks_in_top
+from tracking.runs import log_metrics, log_params, run_params, tracked_run
+from tracking.training import log_checkpoint, train_tracked
+
+# A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
+TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
+NOT_RUN_ATTR = "not_run"  # why a trial ended before training; such a trial does not count
+
+
+class TrialNotRun(Exception):
+    """The trial ends FAILED before any training, and is not counted."""
+
+    stops_sweep = False
+
+
+class StudyFull(TrialNotRun):
+    stops_sweep = True
+
+
+class SpaceExhausted(TrialNotRun):
+    stops_sweep = True
+
+
+class RepeatedPoint(TrialNotRun):
+    pass
+
+
+def objective_value(history: TrainingHistory, metric: str) -> float:
+    if not history.evals:
+        raise NonFiniteLossError("training ended before its first evaluation")
+    return history.best_eval.val_loss if metric == "best_val_loss" else history.evals[-1].val_loss
+
+
+class PruningReporter(TrainingCallback):
+    """Reports to Optuna at fixed fractions of each trial's training, so steps line up across trials.
+
+    Trials with other context lengths or batch sizes run other numbers of optimizer
+    steps; the report step is the tenth of training reached (0..10), not the step.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, points: int = REPORT_POINTS) -> None:
+        self.trial, self.metric, self.points = trial, metric, points
+        self.best, self.last_point = math.inf, -1
+
+    def on_eval(self, result: EvalResult) -> None:
+        self.best = min(self.best, result.val_loss)
+        point = min(int(result.progress * self.points), self.points)
+        if point <= self.last_point:
+            return
+        self.last_point = point
+        self.trial.report(self.best if self.metric == "best_val_loss" else result.val_loss, point)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
+
+
+def check_room(study: optuna.Study, trial: optuna.Trial, trials: int, space: SearchSpace) -> None:
+    """Refuse a trial beyond the ``trials`` the study should hold, or in a space with no new point left.
+
+    Trial numbers order the workers: a trial runs only when fewer than ``trials`` live trials
+    have lower numbers, so workers and machines that start at once end with exactly ``trials``.
+    """
+    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=LIVE_STATES))
+    if ahead >= trials:
+        raise StudyFull(f"the study already holds {trials} trials")
+    free = free_points(study, space, besides=trial.number)  # a queued retry holds its own point
+    if free is not None and not free:
+        raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
+
+
+class TrialObjective:
+    """Trains one sampled config as an MLflow child run and returns the objective."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        trials: int,
+        client: MlflowClient,
+        experiment: str,
+        parent_run_id: str,
+        tokens: TokenizedText,
+        tokenizer: Any,
+        device: str = "auto",
+        log_every: int = 1,
+        keep_checkpoints: int = 1,
+        plotter: Executor | None = None,
+    ) -> None:
+        """``plotter`` draws and uploads each trial's loss plot while the next trial trains."""
+        self.plotter = plotter
+        self.space, self.trials = space, trials
+        self.client, self.experiment, self.parent_run_id = client, experiment, parent_run_id
+        self.tokens, self.tokenizer = tokens, tokenizer
+        self.device, self.log_every, self.keep_checkpoints = device, log_every, keep_checkpoints
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        started = time.perf_counter()
+        try:
+            check_room(trial.study, trial, self.trials, self.space)
+            sampled = self.space.sample(trial)
+            repeated = repeated_trial(trial.study, trial, self.space)
+            if repeated is not None:
+                raise RepeatedPoint(f"its point repeats trial {repeated}, sampled at the same moment")
+        except TrialNotRun as exc:
+            trial.set_user_attr(NOT_RUN_ATTR, str(exc))
+            if exc.stops_sweep:
+                trial.study.stop()
+            raise
+        try:
+            return self.train(trial, sampled, started)
+        except TRIAL_FAILURES as exc:
+            trial.set_user_attr(FAIL_REASON_ATTR, one_line(exc, 500))
+            raise
+
+    def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:
+        trial.set_user_attr(WORKER_ATTR, this_worker())
+        config = self.space.base.update(**sampled)
+        # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
+        total_steps = config.num_epochs * steps_per_epoch(self.tokens, config)
+        config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
+        trial.set_user_attr("config", config.to_dict())
+        study_name = trial.study.study_name
+        tags = {"mlflow.parentRunId": self.parent_run_id, "optuna_study": study_name, "trial_number": str(trial.number)}
+        history, pruned, checkpoint_s = TrainingHistory(), None, 0.0
+        with tracked_run(self.client, self.experiment, f"{study_name}-trial-{trial.number}", tags) as run_id:
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+            env = prepare_environment(config, device=self.device, tokenizer=self.tokenizer, tokens=self.tokens)
+            extra = {
+                "trial_number": trial.number,
+                "study": study_name,
+                **{f"sampled.{k}": v for k, v in sampled.items()},
+            }
+            log_params(self.client, run_id, run_params(env, extra))
+            setup_s = time.perf_counter() - started
+            reporter = PruningReporter(trial, self.space.metric)
+            try:
+                train_tracked(env, self.client, run_id, [reporter], self.log_every, progress_bar=False,
+                              keep_checkpoint=False, history=history, plotter=self.plotter)  # fmt: skip
+                value = objective_value(history, self.space.metric)
+            except optuna.TrialPruned as exc:
+                pruned = exc  # the run itself finished fine; Optuna hears of the pruning below
+            else:
+                checkpoint_started = time.perf_counter()
+                if ranks_in_top(trial.study, value, self.keep_checkpoints):  # a sweep trial is never resumed
+                    log_checkpoint(env, self.client, run_id, history, resumable=False)
+                checkpoint_s = time.perf_counter() - checkpoint_started
+            log_metrics(self.client, run_id, max(history.step, 0), {
+                "time_setup_s": setup_s,
+                "time_train_s": history.train_seconds,
+                "time_eval_s": history.eval_seconds,
+                "time_checkpoint_s": checkpoint_s,
+                "time_total_s": time.perf_counter() - started,
+            })  # fmt: skip
+        if pruned is not None:
+            raise pruned
+        return value

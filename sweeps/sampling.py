@@ -1,0 +1,154 @@
+"""Samplers that never repeat a point, and the pruners.
+
+Each trial's sampler is seeded from the space's seed and the trial's number. The storage
+hands out trial numbers, so they are unique across workers and machines: a resumed study,
+a second worker and a second machine all draw new points, and the same command run from
+scratch draws the same sequence again. On top of that a proposal that equals a point the
+study already holds (finished, running, waiting, or failed in training) is drawn again; in a finite
+space, after ``TRIES`` such draws, a free point is picked at random instead.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.space import SearchSpace
+
+REPORT_POINTS = 10  # the pruner compares trials at tenths of their training
+TRIES = 20
+LIVE_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+FAIL_REASON_ATTR = "fail_reason"  # set on a trial whose training failed (NaN loss, out of memory, bad config)
+
+Point = tuple[Any, ...]
+
+
+def trial_seed(space_seed: int | None, number: int) -> int | None:
+    """Trial ``number``'s own sampler seed; None (fresh randomness) when the space has no seed."""
+    if space_seed is None:
+        return None
+    return (space_seed * 1_000_003 + number) % 2**32
+
+
+def point_of(trial: FrozenTrial, names: Sequence[str]) -> Point | None:
+    """The trial's values of ``names`` in that order; a queued trial's are its fixed params."""
+    # enqueue_trial keeps a waiting trial's values in this system attribute until it runs.
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    if not all(name in params for name in names):
+        return None  # not sampled yet
+    return tuple(params[name] for name in names)
+
+
+def holds_its_point(trial: FrozenTrial) -> bool:
+    """Finished, running and waiting trials hold their point. A failed one holds it only when training
+    failed there (so a NaN point is not drawn again), not when it was interrupted or lost."""
+    return trial.state in LIVE_STATES or FAIL_REASON_ATTR in trial.user_attrs
+
+
+def held_points(
+    study: optuna.Study, names: Sequence[str], live_only: bool = False, besides: int | None = None
+) -> dict[Point, int]:
+    """Each point the study's trials (but trial ``besides``) hold, with the lowest number holding it."""
+    held: dict[Point, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == besides or not (trial.state in LIVE_STATES if live_only else holds_its_point(trial)):
+            continue
+        point = point_of(trial, names)
+        if point is not None and held.get(point, trial.number) >= trial.number:
+            held[point] = trial.number
+    return held
+
+
+def free_points(study: optuna.Study, space: SearchSpace, besides: int | None = None) -> list[Point] | None:
+    """The points of a finite space that no trial (other than number ``besides``) holds; None if endless."""
+    points = space.all_points()
+    if points is None:
+        return None
+    held = held_points(study, space.names, besides=besides)
+    return [point for point in points if point not in held]
+
+
+def repeated_trial(study: optuna.Study, trial: FrozenTrial | optuna.Trial, space: SearchSpace) -> int | None:
+    """The number of a lower-numbered live trial with the same point as ``trial``, if any.
+
+    Two workers that sample at the same moment can still pick the same point; the lower
+    number keeps it, so exactly one of them trains.
+    """
+    point = tuple(trial.params[name] for name in space.names)
+    holder = held_points(study, space.names, live_only=True).get(point)
+    return holder if holder is not None and holder < trial.number else None
+
+
+class DistinctSampler(BaseSampler):
+    """Optuna's TPE, random or grid sampling, seeded per trial, never proposing a point the study holds.
+
+    ``grid`` visits every point of its finite space once, in an order fixed by the seed.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.points = space.all_points()
+        self._inner: dict[int, BaseSampler] = {}
+        self._chosen: dict[int, dict[str, Any]] = {}
+
+    def _inner_sampler(self, seed: int | None) -> BaseSampler:
+        if self.space.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        seed = trial_seed(self.space.seed, trial.number)
+        inner = self._inner[trial.number] = self._inner_sampler(seed)
+        inner.before_trial(study, trial)
+        if point_of(trial, self.space.names) is not None:
+            return  # a queued trial (a retry) keeps its own point
+        held = held_points(study, self.space.names)
+        tries = 0 if self.space.sampler == "grid" else TRIES
+        for _ in range(tries):
+            point = tuple(inner.sample_independent(study, trial, p.name, p.distribution) for p in self.space.params)
+            if point not in held:
+                self._chosen[trial.number] = dict(zip(self.space.names, point, strict=True))
+                return
+        free = [point for point in self.points or () if point not in held]
+        if free:
+            point = random.Random(seed).choice(free)
+            self._chosen[trial.number] = dict(zip(self.space.names, point, strict=True))
+        # else: nothing new is left to propose; the objective sees that and stops the sweep
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}  # every point is chosen whole in before_trial
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        chosen = self._chosen.get(trial.number, {})
+        if param_name in chosen:
+            return chosen[param_name]
+        return self._inner[trial.number].sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._chosen.pop(trial.number, None)
+        inner = self._inner.pop(trial.number, None)
+        if inner is not None:
+            inner.after_trial(study, trial, state, values)
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    if space.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if space.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORT_POINTS, reduction_factor=3)
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,117 @@
+"""Where Optuna meets MLflow: the attributes that link a study and its trials to MLflow runs,
+the study's parent run, the best trial's run and its registered model, and which trials keep
+their checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from optuna.trial import FrozenTrial, TrialState
+
+from gpt.errors import UserError
+from tracking.models import register_run_model
+from tracking.runs import log_params
+from tracking.training import delete_checkpoint
+
+RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's MLflow parent run
+PARENT_WAIT_S = 60.0
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet") from None
+
+
+def best_run_id(study: optuna.Study) -> str:
+    trial = best_trial(study)
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if not run_id:
+        raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")
+    return run_id
+
+
+def registered_name(study_name: str) -> str:
+    return f"gpt-{study_name}"
+
+
+def register_best_model(study: optuna.Study, client: MlflowClient) -> str:
+    """The best trial's model, registered as ``gpt-<study>``; the same best run registers nothing new."""
+    return register_run_model(client, best_run_id(study), registered_name(study.study_name))
+
+
+def parent_run_of(study: optuna.Study, client: MlflowClient) -> str:
+    """The study's parent run, checked to be in this tracking store."""
+    run_id = study.user_attrs[PARENT_RUN_ATTR]
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise UserError(
+            f"study {study.study_name!r} logs to MLflow run {run_id}, which this tracking store does not hold; "
+            "pass the --tracking-uri the study was started with"
+        ) from None
+    return run_id
+
+
+def create_parent_run(
+    study: optuna.Study, client: MlflowClient, experiment: str, params: dict[str, Any], space_file: Path
+) -> str:
+    """Make the study's MLflow parent run; only the process whose ``create_study`` made the study calls
+    this, so machines starting at once agree on one parent without sleeping on a race."""
+    run_id = client.create_run(
+        experiment, run_name=study.study_name, tags={"optuna_study": study.study_name}
+    ).info.run_id
+    client.log_artifact(run_id, str(space_file))
+    log_params(client, run_id, params)
+    client.set_terminated(run_id, "FINISHED")
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    return run_id
+
+
+def wait_for_parent_run(study: optuna.Study, client: MlflowClient) -> str | None:
+    """The parent run another process is making for a study it just created, once it is recorded.
+
+    None if none appears in ``PARENT_WAIT_S`` seconds (its creator died first).
+    """
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while PARENT_RUN_ATTR not in study.user_attrs:  # each read goes to the storage
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+    return parent_run_of(study, client)
+
+
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials, best first."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return sorted(complete, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+
+
+def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
+    """Would a trial with ``value`` be among the best ``keep`` complete trials?"""
+    if keep <= 0:
+        return False
+    ranked = ranked_trials(study)
+    if len(ranked) < keep:
+        return True
+    worst_kept = ranked[keep - 1].value
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return value > worst_kept if maximize else value < worst_kept
+
+
+def remove_dropped_checkpoints(study: optuna.Study, client: MlflowClient, keep: int) -> list[int]:
+    """Delete the checkpoints of complete trials outside the best ``keep``; return their numbers."""
+    removed = []
+    for trial in ranked_trials(study)[keep:]:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id and delete_checkpoint(client, run_id, "not among the best trials"):
+            removed.append(trial.number)
+    return removed

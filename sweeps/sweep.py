@@ -1,0 +1,77 @@
+"""A sweep from start to end: open or resume the study, find its MLflow parent run, run the
+workers, then leave the report and the registered best model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import click
+import optuna
+
+from gpt.environment import load_tokens
+from gpt.errors import UserError
+from sweeps.report import leaderboard, log_study_report
+from sweeps.settings import SweepSettings
+from sweeps.space import SearchSpace
+from sweeps.storage import open_storage
+from sweeps.study import finished_trials, open_study
+from sweeps.study_runs import create_parent_run, register_best_model, wait_for_parent_run
+from sweeps.workers import run_workers
+from tracking.runs import tracked_run
+from tracking.store import connect, experiment_id
+
+
+def parent_params(study: optuna.Study, space: SearchSpace) -> dict:
+    return {
+        "study": study.study_name,
+        "space_file": str(space.path),
+        "objective": f"{space.direction} {space.metric}",
+        **{f"base.{k}": v for k, v in space.base.to_flat_dict().items()},
+        **{f"space.{p.name}": p.distribution for p in space.params},
+    }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    study: optuna.Study
+    parent_run_id: str
+    experiment_id: str
+
+
+def run_sweep(
+    settings: SweepSettings, dry_run: bool = False, worker_setup: Callable[[], None] | None = None
+) -> SweepResult | None:
+    """Check everything, then search: one MLflow parent run, a child run per trial.
+
+    ``worker_setup`` runs first in each spawned worker process (the caller's log levels, say).
+    """
+    space = settings.load_space()
+    loaded = load_tokens(settings.data)
+    space.check_data(loaded[0])
+    if dry_run:
+        click.echo(space.describe())
+        click.echo(
+            f"Study {settings.study_name} in {settings.storage}; {settings.trials} trials, {settings.workers} worker(s)"
+        )
+        return None
+    client = connect(settings.tracking_uri)
+    settings = replace(settings, tracking_uri=client.tracking_uri)
+    study, created = open_study(space, settings.study_name, open_storage(settings.storage))
+    exp_id = experiment_id(client, settings.experiment)
+    parent_run_id = None if created else wait_for_parent_run(study, client)
+    if parent_run_id is None:  # this process made the study (or its maker died before making the parent)
+        parent_run_id = create_parent_run(study, client, exp_id, parent_params(study, space), space.path)
+    click.echo(
+        f"Study {study.study_name}: {finished_trials(study)} of {settings.trials} trials finished; "
+        f"MLflow parent run {parent_run_id}; storage {settings.storage}"
+    )
+    with tracked_run(client, exp_id, None, run_id=parent_run_id):
+        run_workers(settings, loaded, worker_setup)
+        log_study_report(study, client, parent_run_id, space.metric)
+    click.echo(leaderboard(study))
+    try:
+        click.echo(f"Best model registered as {register_best_model(study, client)}")
+    except UserError as exc:  # no complete trial, or its checkpoint was not kept: the sweep itself succeeded
+        click.echo(f"Best model not registered: {exc}")
+    return SweepResult(study, parent_run_id, exp_id)

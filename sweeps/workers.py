@@ -1,0 +1,122 @@
+"""Worker processes: each joins the study and runs trials until it holds the trials asked for."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+import optuna
+import torch
+
+from gpt.data import TokenizedText
+from gpt.environment import load_tokens
+from gpt.errors import UserError
+from gpt.interrupt import ctrl_c_remembered
+from sweeps.callbacks import TrialBookkeeper
+from sweeps.objective import TRIAL_FAILURES, TrialNotRun, TrialObjective
+from sweeps.recovery import stale_trial_callback
+from sweeps.settings import SweepSettings
+from sweeps.storage import open_storage
+from sweeps.study import FINISHED_STATES, open_study
+from sweeps.study_runs import parent_run_of
+from tracking.store import connect, experiment_id
+
+COUNTED_STATES = (*FINISHED_STATES, optuna.trial.TrialState.RUNNING)
+
+
+def started_trials(study: optuna.Study) -> int:
+    """Finished and running trials: what a worker checks before starting one more."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
+
+
+def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None = None) -> None:
+    """Join the study and run trials until finished and running ones reach ``settings.trials``.
+
+    ``loaded`` is the text this process has already tokenized, if any.
+    """
+    space = settings.load_space()
+    client = connect(settings.tracking_uri)
+    tokens, tokenizer = loaded or load_tokens(settings.data)
+    storage = open_storage(settings.storage, settings.heartbeat_s, stale_trial_callback(client.tracking_uri))
+    study, _ = open_study(space, settings.study_name, storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold a place in the count
+    if started_trials(study) >= settings.trials:
+        return
+    parent_run_id = parent_run_of(study, client)
+    # Each trial's loss plot is drawn and uploaded on this thread while the next trial trains.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loss-plots") as plotter:
+        objective = TrialObjective(
+            space,
+            settings.trials,
+            client,
+            experiment_id(client, settings.experiment),
+            parent_run_id,
+            tokens,
+            tokenizer,
+            settings.device,
+            settings.log_every,
+            settings.keep_checkpoints,
+            plotter,
+        )
+        study.optimize(
+            objective,
+            n_trials=2 * settings.trials,  # failed trials are replaced; this bounds them when every trial fails
+            timeout=settings.timeout,
+            catch=(*TRIAL_FAILURES, TrialNotRun),
+            callbacks=[
+                optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
+                TrialBookkeeper(client, parent_run_id, settings.keep_checkpoints),
+            ],
+        )
+
+
+def _worker_process(settings: SweepSettings, worker_index: int, threads: int, setup: Callable[[], None] | None) -> None:
+    if setup is not None:
+        setup()
+    torch.set_num_threads(threads)
+    try:
+        with ctrl_c_remembered():
+            run_worker(settings)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except UserError as exc:
+        click.echo(f"Error: worker {worker_index}: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+def run_workers(
+    settings: SweepSettings, loaded: tuple[TokenizedText, Any], setup: Callable[[], None] | None = None
+) -> None:
+    """Run the trials here, or in ``workers`` spawned processes that split the cores.
+
+    ``setup`` is run first in each spawned process, like ``multiprocessing.Pool``'s initializer.
+    """
+    if settings.workers == 1:
+        run_worker(settings, loaded=loaded)
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // settings.workers)
+    context = multiprocessing.get_context("spawn")  # never fork a process that has torch's threads running
+    processes = [
+        context.Process(target=_worker_process, args=(settings, index, threads, setup), name=f"sweep-worker-{index}")
+        for index in range(settings.workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:  # each worker closes its own trial on the same Ctrl-C
+            process.join()
+        raise
+    failed = [p.name for p in processes if p.exitcode not in (0, None)]
+    if failed:
+        raise UserError(f"{', '.join(failed)} stopped with an error; see the lines above")

@@ -1,0 +1,49 @@
+"""The two training callbacks on their own: MLflow batching on a real store, Optuna report steps on a real study."""
+
+import optuna
+from mlflow import MlflowClient
+
+from gpt.training import EvalResult
+from sweeps.objective import PruningReporter
+from tracking.reporter import MlflowReporter
+from tracking.store import connect, experiment_id
+
+
+def eval_at(step: int, progress: float, val_loss: float) -> EvalResult:
+    return EvalResult(epoch=1, step=step, tokens_seen=step * 8, train_loss=val_loss, val_loss=val_loss,
+                      learning_rate=1e-3, tokens_per_sec=100.0, progress=progress)  # fmt: skip
+
+
+def test_the_mlflow_reporter_writes_in_batches_of_at_most_1000_and_loses_nothing(store):
+    client = connect(store)
+    run_id = client.create_run(experiment_id(client, "batching")).info.run_id
+    reporter = MlflowReporter(client, run_id)
+    for step in range(2500):
+        reporter.on_batch(step, 10.0 - step / 1000)
+    reporter.on_eval(eval_at(2499, 1.0, 7.5))  # a recent write: the evaluation waits with the rest
+    assert len(MlflowClient(store).get_metric_history(run_id, "batch_loss")) == 2000
+    assert MlflowClient(store).get_metric_history(run_id, "val_loss") == []
+    reporter.flush()
+    history = MlflowClient(store).get_metric_history(run_id, "batch_loss")
+    assert sorted(m.step for m in history) == list(range(2500))
+    assert [m.value for m in MlflowClient(store).get_metric_history(run_id, "val_loss")] == [7.5]
+
+
+def test_the_pruning_reporter_reports_the_best_so_far_at_each_tenth_of_training_reached():
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    reporter = PruningReporter(trial, "best_val_loss")
+    for step, progress, loss in [(0, 0.02, 9.0), (4, 0.1, 8.0), (6, 0.15, 7.0), (9, 0.27, 7.5), (39, 1.0, 6.0)]:
+        reporter.on_eval(eval_at(step, progress, loss))
+    frozen = study.tell(trial, 6.0)
+    # 0.15 is still the first tenth: it is not reported again; 0.27 reports the best so far, 7.0.
+    assert frozen.intermediate_values == {0: 9.0, 1: 8.0, 2: 7.0, 10: 6.0}
+
+
+def test_the_final_val_loss_objective_reports_the_latest_value():
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    reporter = PruningReporter(trial, "final_val_loss")
+    for step, progress, loss in [(0, 0.1, 9.0), (9, 0.5, 7.0), (19, 1.0, 7.5)]:
+        reporter.on_eval(eval_at(step, progress, loss))
+    assert study.tell(trial, 7.5).intermediate_values == {1: 9.0, 5: 7.0, 10: 7.5}

@@ -1,0 +1,89 @@
+"""Sampling without repeats and the trial count, on real Optuna studies in a journal file (no training)."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps.objective import SpaceExhausted, StudyFull, check_room
+from sweeps.space import SearchSpace
+from sweeps.storage import open_storage
+from sweeps.study import open_study
+
+BASE = "base:\n  mode: quick\n  overrides: {emb_dim: 16, n_heads: 2}\n"
+DISCRETE = (
+    BASE
+    + """
+params:
+  n_layers: {type: int, low: 1, high: 4}
+  max_length: {type: categorical, choices: [16, 32, 64, 128]}
+  n_heads: {type: categorical, choices: [1, 2, 4, 8, 16]}
+seed: 11
+"""
+)
+
+
+def load_space(folder: Path, text: str, **options) -> SearchSpace:
+    path = folder / "space.yaml"
+    path.write_text(text)
+    return SearchSpace.load(path).with_options(options.get("sampler"), None, options.get("seed"))
+
+
+def machine(folder: Path, space: SearchSpace, name: str = "s") -> optuna.Study:
+    """One process's view of the study: its own storage object and sampler, as a second machine has."""
+    study, _ = open_study(space, name, open_storage(str(folder / "journal.log")))
+    return study
+
+
+def run_trial(study: optuna.Study, space: SearchSpace, value: float) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    space.sample(trial)
+    return study.tell(trial, value)
+
+
+def point(trial) -> tuple:
+    return tuple(sorted(trial.params.items()))
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
+def test_two_machines_with_one_seed_never_draw_the_same_point(tmp_path, sampler):
+    space = load_space(tmp_path, DISCRETE, sampler=sampler)  # 80 points; TPE fits its model after 10 trials
+    machines = [machine(tmp_path, space), machine(tmp_path, space)]
+    drawn = [point(run_trial(machines[n % 2], space, value=(n * 7) % 5)) for n in range(40)]
+    assert len(set(drawn)) == 40
+
+
+def test_the_same_command_from_scratch_draws_the_same_sequence(tmp_path):
+    space = load_space(tmp_path, DISCRETE)
+    first, second = machine(tmp_path, space, "first"), machine(tmp_path, space, "second")
+    assert [point(run_trial(first, space, n % 3)) for n in range(15)] == [
+        point(run_trial(second, space, n % 3)) for n in range(15)
+    ]
+
+
+def test_a_used_up_space_and_a_full_study_refuse_the_next_trial(tmp_path):
+    space = load_space(tmp_path, BASE + "params:\n  n_layers: {type: int, low: 1, high: 3}\n")
+    study = machine(tmp_path, space)
+    for _ in range(2):
+        run_trial(study, space, 1.0)
+    running = study.ask()
+    check_room(study, running, trials=3, space=space)  # the third point is free: it may run
+    space.sample(running)
+    with pytest.raises(StudyFull, match="already holds 3 trials"):
+        check_room(study, study.ask(), trials=3, space=space)
+    with pytest.raises(SpaceExhausted, match="each of its 3 points was tried"):
+        check_room(study, study.ask(), trials=10, space=space)
+
+
+def test_a_failed_trial_frees_its_place_and_an_interrupted_one_its_point(tmp_path):
+    space = load_space(tmp_path, BASE + "params:\n  n_layers: {type: int, low: 1, high: 2}\n")
+    study = machine(tmp_path, space)
+    interrupted = study.ask()
+    space.sample(interrupted)
+    study.tell(interrupted, state=TrialState.FAIL)  # Ctrl-C: no fail reason, the point was never trained
+    done = run_trial(study, space, 1.0)
+    retry = run_trial(study, space, 1.0)
+    assert point(retry) == point(interrupted) != point(done)
+    with pytest.raises(SpaceExhausted):
+        check_room(study, study.ask(), trials=3, space=space)

@@ -1,0 +1,97 @@
+"""The MLflow run lifecycle: runs that always end, and batched params, metrics and tags."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from gpt.environment import Environment
+from gpt.errors import one_line
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_PARAMS_PER_CALL = 100
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The checkout's commit, when run from one; asked once per process, not once per trial."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient,
+    experiment: str,
+    run_name: str | None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator[str]:
+    """An MLflow run that always ends: FINISHED, FAILED (reason tagged) or KILLED on Ctrl-C.
+
+    With ``run_id`` an existing run is reopened instead of a new one created.
+    """
+    if run_id is None:
+        run_id = client.create_run(experiment, run_name=run_name, tags=tags or {}).info.run_id
+    else:
+        client.update_run(run_id, status="RUNNING")
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as exc:
+        client.set_tag(run_id, "error", one_line(exc))
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(key, str(value)) for key, value in params.items() if value is not None]
+    for start in range(0, len(items), MAX_PARAMS_PER_CALL):
+        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_CALL])
+
+
+def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every resolved value a run depends on, flat, as MLflow params."""
+    return {
+        **env.config.to_flat_dict(),
+        "data_source": env.tokens.source,
+        "data_sha256": env.tokens.sha256,
+        "tokenizer": env.tokens.encoding,
+        "total_tokens": env.tokens.total_tokens,
+        "train_tokens": len(env.tokens.train_ids),
+        "val_tokens": len(env.tokens.val_ids),
+        "device": str(env.device),
+        "resolved_precision": env.precision,
+        "git_commit": git_commit(),
+        **(extra or {}),
+    }
+
+
+def metrics_at(step: int, values: dict[str, float]) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(name, float(value), now, step) for name, value in values.items()]
+
+
+def log_metrics(client: MlflowClient, run_id: str, step: int, values: dict[str, float]) -> None:
+    """All ``values`` at ``step`` in one batched call."""
+    client.log_batch(run_id, metrics=metrics_at(step, values))
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -1,0 +1,102 @@
+"""The MLflow tracking store: resolved, checked to answer in seconds, and its experiments."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import urllib.error
+import urllib.request
+
+import mlflow
+import sqlalchemy
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from gpt.errors import UserError, one_line
+
+DEFAULT_EXPERIMENT = "gpt-from-scratch"
+PROBE_TIMEOUT_S = 10
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.get_tracking_uri()
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password masked, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def probe_database(url: str, what: str) -> None:
+    """Fail in seconds with one line when a database server does not answer.
+
+    MLflow itself retries an unreachable database for about two minutes, then raises.
+    """
+    connect_args = {"connect_timeout": PROBE_TIMEOUT_S} if url.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # SQLAlchemy and its drivers raise many kinds for an unreachable server
+        raise UserError(f"cannot reach the {what} {redacted(url)}: {one_line(exc)}") from None
+
+
+def probe_server(url: str) -> None:
+    """Fail in seconds when a tracking server does not answer; MLflow's client retries for minutes."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server behind auth or a proxy still counts as reachable
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"cannot reach the MLflow tracking server {redacted(url)}: {reason}") from None
+
+
+def connect(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for the resolved store, checked to answer."""
+    uri = resolve_tracking_uri(tracking_uri)
+    scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+    if scheme == "file":
+        raise UserError(f"tracking URI {uri} is a plain file store, which MLflow 3 refuses; use sqlite:///mlflow.db")
+    if scheme in ("http", "https"):
+        probe_server(uri)
+    elif scheme != "sqlite" and scheme != "databricks":
+        probe_database(uri, "MLflow tracking store")
+    try:
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises many kinds for an unusable store
+        raise UserError(f"cannot reach the MLflow tracking store {redacted(uri)}: {one_line(exc)}") from None
+    if scheme == "sqlite":
+        write_ahead_log(uri)
+    return client
+
+
+def write_ahead_log(sqlite_uri: str) -> None:
+    """Switch a SQLite store to WAL once (it persists in the file), so sweep workers logging at once
+    do not block each other's reads; writers then queue on MLflow's 20 s busy timeout instead of failing.
+    """
+    with contextlib.closing(sqlite3.connect(sqlite_uri.removeprefix("sqlite:///"), timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # another worker created it first
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(f"MLflow experiment {name!r} is deleted; restore it or pick another --experiment")
+    return experiment.experiment_id

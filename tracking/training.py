@@ -1,0 +1,128 @@
+"""Training inside an MLflow run: every evaluation logged, then the plot, the config and the checkpoint."""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+from pathlib import Path
+
+import click
+from mlflow import MlflowClient
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from gpt.checkpoint import save_checkpoint
+from gpt.config import write_config_file
+from gpt.environment import Environment
+from gpt.errors import one_line
+from gpt.model import count_parameters
+from gpt.plotting import plot_losses
+from gpt.training import TrainingCallback, TrainingHistory, train
+from tracking.reporter import MlflowReporter
+from tracking.runs import log_metrics, set_tags
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
+
+
+def train_tracked(
+    env: Environment,
+    client: MlflowClient,
+    run_id: str,
+    callbacks: Sequence[TrainingCallback] = (),
+    log_every: int = 1,
+    progress_bar: bool = True,
+    keep_checkpoint: bool = True,
+    plot_dir: Path | None = None,
+    history: TrainingHistory | None = None,
+    plotter: Executor | None = None,
+) -> TrainingHistory:
+    """Train with every eval in MLflow, then log the plot, config and (optionally) the checkpoint.
+
+    On Ctrl-C the checkpoint of the last completed step is still logged before the
+    interrupt goes on up, so a killed run keeps its weights. ``history`` continues a resumed run.
+    With ``plotter`` the loss plot is drawn and uploaded there, off the training thread.
+    """
+    history = history if history is not None else TrainingHistory()
+    with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
+        client.log_artifact(run_id, str(write_config_file(env.config, Path(scratch) / "config.yaml")))
+    reporter = MlflowReporter(client, run_id)
+    try:
+        train(env, [reporter, *callbacks], log_every, progress_bar, history)
+    except KeyboardInterrupt:
+        if keep_checkpoint and history.step >= 0:
+            log_checkpoint(env, client, run_id, history)
+        raise
+    finally:
+        reporter.flush()
+        if history.evals:
+            parameters = count_parameters(env.model)
+            if plotter is None:
+                log_loss_plot(client, run_id, history, parameters, plot_dir)
+            else:
+                plotter.submit(log_loss_plot, client, run_id, history, parameters).add_done_callback(_report_failure)
+    best = history.best_eval
+    if best is not None:
+        log_metrics(client, run_id, best.step, {"best_val_loss": best.val_loss, "best_val_step": best.step})
+    if keep_checkpoint:
+        log_checkpoint(env, client, run_id, history)
+    return history
+
+
+def log_loss_plot(
+    client: MlflowClient, run_id: str, history: TrainingHistory, parameters: int, folder: Path | None = None
+) -> None:
+    """Draw ``training_losses.png`` (in ``folder``, else a temporary one) and log it to the run."""
+    title = f"{client.get_run(run_id).info.run_name} ({parameters:,} parameters)"
+    with tempfile.TemporaryDirectory(prefix="gpt-plot-") as scratch:
+        plot = plot_losses(history, (folder or Path(scratch)) / "training_losses.png", title)
+        client.log_artifact(run_id, str(plot))
+
+
+def _report_failure(future: Future) -> None:
+    """A plot drawn off the training thread that fails costs a line, never the sweep."""
+    if future.exception() is not None:
+        click.echo(f"Could not log a loss plot: {one_line(future.exception())}", err=True)
+
+
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The folder behind a run's artifact URI when it is on this machine's disk, else None."""
+    parsed = urllib.parse.urlparse(artifact_uri)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "" and artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+def log_checkpoint(
+    env: Environment, client: MlflowClient, run_id: str, history: TrainingHistory, resumable: bool = True
+) -> None:
+    """Everything to sample from (and, if ``resumable``, to resume) as ``checkpoint/model.pt`` of the run.
+
+    A local artifact store gets the file written once, atomically, in place; any other
+    store gets it through a temporary file and MLflow's upload.
+    """
+    folder = local_artifact_dir(client.get_run(run_id).info.artifact_uri)
+    if folder is not None:
+        save_checkpoint(folder / CHECKPOINT_FILE, env, history, resumable)
+    else:
+        with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
+            path = save_checkpoint(Path(scratch) / "model.pt", env, history, resumable)
+            client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
+    client.set_tag(run_id, "checkpoint", CHECKPOINT_FILE)
+
+
+def delete_checkpoint(client: MlflowClient, run_id: str, reason: str) -> bool:
+    """Delete the run's checkpoint from any artifact store and say why in its tag; False if it had none."""
+    run = client.get_run(run_id)
+    if run.data.tags.get("checkpoint") != CHECKPOINT_FILE:
+        return False
+    # MlflowClient has no delete call; the repository for the run's artifact URI, reached through this
+    # client's store (a tracking server proxies its artifacts), does it.
+    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+    repository.delete_artifacts(CHECKPOINT_DIR)
+    set_tags(client, run_id, {"checkpoint": f"removed: {reason}"})
+    return True

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import click
 
-from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, SamplingSettings, read_config_file, resolve_config
+from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, read_config_file, resolve_config
 from gpt.errors import UserError
 from gpt.interrupt import ctrl_c_remembered
+
+log = logging.getLogger("gpt-runner")
 
 RUN_OPTIONS = [
     click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
@@ -47,6 +49,28 @@ def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def tune_process() -> None:
+    """The process-wide switches the fast training path relies on, set here and never by library code:
+    glibc keeps freed memory for reuse (each step's logits are then not fresh, kernel-zeroed pages), and
+    fp32 matmuls on CUDA run on TF32 tensor cores."""
+    from gpt.device import allow_tf32, keep_freed_memory
+
+    if keep_freed_memory():
+        log.info("glibc keeps freed memory for reuse (mallopt)")
+    else:
+        log.info("freed memory goes back to the system: this is not glibc")
+    allow_tf32()
+
+
+def prepare_sweep_process() -> None:
+    """What every sweep process needs first, the command's own and each spawned worker."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report's plots are files, never windows
+    quiet_optuna()
+    tune_process()
 
 
 def run_options(command):
@@ -107,6 +131,7 @@ def single(
     from tracking.single import resume_single, run_single
     from tracking.store import DEFAULT_EXPERIMENT
 
+    tune_process()
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
         given += [
@@ -221,8 +246,8 @@ def sweep(
         workers=workers,
         heartbeat_s=heartbeat,
     )
-    quiet_optuna()
-    run_sweep(settings, dry_run=dry_run, worker_setup=quiet_optuna)
+    prepare_sweep_process()
+    run_sweep(settings, dry_run=dry_run, worker_setup=prepare_sweep_process)
 
 
 @cli.command()
@@ -279,6 +304,7 @@ def generate(
     run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri
 ) -> None:
     """Print a prompt and its continuation by a trained run's model."""
+    from gpt.generation import SamplingSettings
     from tracking.models import sample_from_run
 
     if (run_id is None) == (study is None):

@@ -15,6 +15,7 @@ import click
 from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import train
+from runner import tune_process
 
 
 @click.command()
@@ -23,6 +24,7 @@ from gpt.training import train
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--data", default=None, help="Training text (default: The Verdict).")
 def main(mode: str, precision: str, device: str, data: str | None) -> None:
+    tune_process()
     config = resolve_config(mode, None, {"precision": precision})
     started = time.perf_counter()
     env = prepare_environment(config, data, device)

@@ -8,7 +8,6 @@ measured in this run on fresh stores in a temp folder.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import replace
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from runner import quiet_optuna
+from runner import prepare_sweep_process
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
 from sweeps.sweep import run_sweep
@@ -27,28 +26,17 @@ from sweeps.sweep import run_sweep
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
 @click.option("--data", default=None, help="Training text (default: The Verdict).")
 def main(trials: int, space: Path, data: str | None) -> None:
-    quiet_optuna()
+    prepare_sweep_process()
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
-        base = SweepSettings(
-            space_path=space,
-            sampler=None,
-            pruner=None,
-            seed=None,
-            study_name="",
-            storage=os.path.join(folder, "optuna-journal.log"),
-            tracking_uri=f"sqlite:///{folder}/mlflow.db",
-            experiment="pruning-benchmark",
-            data=data,
-            device="cpu",
-            trials=trials,
-            timeout=None,
-            keep_checkpoints=1,
-            log_every=10,
+        base = SweepSettings.in_folder(
+            folder, space, trials, experiment="pruning-benchmark", data=data, device="cpu", log_every=10
         )
         for pruner in ("median", "none"):
             started = time.perf_counter()
-            result = run_sweep(replace(base, pruner=pruner, study_name=f"bench-{pruner}"))
+            result = run_sweep(
+                replace(base, pruner=pruner, study_name=f"bench-{pruner}"), worker_setup=prepare_sweep_process
+            )
             wall = time.perf_counter() - started
             finished = result.study.get_trials()[:trials]
             trial_seconds = sum(t.duration.total_seconds() for t in finished if t.duration)

@@ -10,7 +10,6 @@ and evaluations.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import click
 from mlflow import MlflowClient
 
-from runner import quiet_optuna
+from runner import prepare_sweep_process
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
 from sweeps.sweep import run_sweep
@@ -34,26 +33,13 @@ PHASES = ("setup", "train", "eval", "checkpoint")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def main(trials: int, space: Path, data: str | None, device: str, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
-        settings = SweepSettings(
-            space_path=space,
-            sampler=None,
-            pruner=None,
-            seed=None,
-            study_name="overhead",
-            storage=os.path.join(folder, "optuna-journal.log"),
-            tracking_uri=f"sqlite:///{folder}/mlflow.db",
-            experiment="sweep-overhead",
-            data=data,
-            device=device,
-            trials=trials,
-            timeout=None,
-            keep_checkpoints=1,
-            log_every=10,
-            workers=workers,
-        )
+        settings = SweepSettings.in_folder(
+            folder, space, trials, study_name="overhead", experiment="sweep-overhead", data=data, device=device,
+            log_every=10, workers=workers,
+        )  # fmt: skip
         started = time.perf_counter()
-        quiet_optuna()
-        result = run_sweep(settings, worker_setup=quiet_optuna)
+        prepare_sweep_process()
+        result = run_sweep(settings, worker_setup=prepare_sweep_process)
         wall = time.perf_counter() - started
         client = MlflowClient(settings.tracking_uri)
         rows = []

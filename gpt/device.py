@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from gpt.config import DEVICES
 from gpt.errors import ConfigError
@@ -64,7 +63,8 @@ def keep_freed_memory() -> bool:
 
     A training step allocates and frees the same large logits tensors every step; by
     default glibc maps each one fresh and the kernel zeroes new pages each time (the plain
-    implementation spent ~40% of its CPU time in the kernel). Returns whether it applied.
+    implementation spent ~40% of its CPU time in the kernel). It changes the whole process, so
+    only entry points call it (``runner.py``, the benchmarks). Returns whether it applied.
     """
     if sys.platform != "linux":
         return False
@@ -76,15 +76,13 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def allow_tf32() -> None:
+    """Let fp32 matmuls and convolutions on CUDA use TF32 tensor cores (process-wide; no effect on a CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def check_same_device(model: nn.Module, *tensors: torch.Tensor) -> None:
-    """Fail early and clearly when a batch and the model live on different devices."""
-    model_device = next(model.parameters()).device
-    for tensor in tensors:
-        if tensor.device != model_device:
-            raise RuntimeError(f"device mismatch: model on {model_device}, batch on {tensor.device}")

@@ -1,4 +1,4 @@
-"""One call that readies everything a training run needs, like the original ``prepare_environment()``."""
+"""One call that readies everything a training run needs: device, data loaders, model and optimizer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText, create_dataloaders, gpt2_encoding, load_source, tokenize
-from gpt.device import choose_device, keep_freed_memory, resolve_precision
+from gpt.device import choose_device, resolve_precision
 from gpt.errors import ConfigError
 from gpt.model import GPTModel
 
@@ -61,11 +61,6 @@ def prepare_environment(
     torch.manual_seed(config.seed)
     model = GPTModel(config.model).to(torch_device)
     on_cuda = torch_device.type == "cuda"
-    if torch_device.type == "cpu":
-        keep_freed_memory()
-    if on_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores
-        torch.backends.cudnn.allow_tf32 = True
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=on_cuda or None
     )

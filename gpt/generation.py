@@ -2,12 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tiktoken
 import torch
 from torch import nn
 
-from gpt.config import SamplingSettings
+from gpt.config import STRATEGIES
 from gpt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to pick each next token; built by ``for_strategy``, which checks the values once."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_tokens: int = 50
+
+    @classmethod
+    def for_strategy(
+        cls,
+        strategy: str,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float | None = None,
+        max_new_tokens: int = 50,
+    ) -> SamplingSettings:
+        """greedy: the likeliest token; top-k (k 50) and top-p (p 0.9) sample at temperature 1 unless given."""
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
+        if top_k is not None and strategy != "top-k":
+            raise ConfigError(f"top_k applies to strategy top-k, not {strategy}")
+        if top_p is not None and strategy != "top-p":
+            raise ConfigError(f"top_p applies to strategy top-p, not {strategy}")
+        if strategy == "greedy":
+            if temperature not in (None, 0):
+                raise ConfigError("temperature applies to strategies top-k and top-p; greedy takes no temperature")
+            return cls(max_new_tokens=max_new_tokens)
+        temperature = 1.0 if temperature is None else temperature
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be > 0 when sampling (got {temperature})")
+        if strategy == "top-k":
+            top_k = 50 if top_k is None else top_k
+            if top_k < 1:
+                raise ConfigError(f"top_k must be >= 1 (got {top_k})")
+            return cls(temperature, top_k=top_k, max_new_tokens=max_new_tokens)
+        top_p = 0.9 if top_p is None else top_p
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1] (got {top_p})")
+        return cls(temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:

@@ -18,16 +18,16 @@ class MultiHeadAttention(nn.Module):
         self.drop_rate = config.drop_rate
         self.qkv = nn.Linear(config.emb_dim, 3 * config.emb_dim, bias=config.qkv_bias)  # one matmul, not three
         self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
-        self.resid_dropout = nn.Dropout(config.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, emb_dim = x.shape
-        queries, keys, values = self.qkv(x).view(batch, tokens, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        batch, tokens, emb_dim = x.shape  # (B, T, C)
+        qkv = self.qkv(x).view(batch, tokens, 3, self.n_heads, -1)  # (B, T, 3, nh, hs)
+        queries, keys, values = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         context = F.scaled_dot_product_attention(
             queries, keys, values, dropout_p=self.drop_rate if self.training else 0.0, is_causal=True
-        )
-        context = context.transpose(1, 2).reshape(batch, tokens, emb_dim)
-        return self.resid_dropout(self.out_proj(context))
+        )  # (B, nh, T, hs)
+        context = context.transpose(1, 2).reshape(batch, tokens, emb_dim)  # (B, T, nh, hs) -> (B, T, C)
+        return self.out_proj(context)
 
 
 class FeedForward(nn.Module):
@@ -44,17 +44,19 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Pre-LayerNorm: each sublayer reads a normalised copy and adds its (dropped-out) output back."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.emb_dim)
         self.att = MultiHeadAttention(config)
         self.norm2 = nn.LayerNorm(config.emb_dim)
         self.ff = FeedForward(config)
-        self.drop_shortcut = nn.Dropout(config.drop_rate)
+        self.drop_resid = nn.Dropout(config.drop_rate)  # on both residual branches
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.att(self.norm1(x))
-        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
+        x = x + self.drop_resid(self.att(self.norm1(x)))
+        return x + self.drop_resid(self.ff(self.norm2(x)))
 
 
 class GPTModel(nn.Module):
@@ -73,9 +75,9 @@ class GPTModel(nn.Module):
         tokens = in_idx.shape[1]
         if tokens > self.config.context_length:
             raise ValueError(f"sequence of {tokens} tokens exceeds context_length {self.config.context_length}")
-        positions = torch.arange(tokens, device=in_idx.device)
-        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
-        return self.out_head(self.final_norm(self.trf_blocks(x)))
+        positions = torch.arange(tokens, device=in_idx.device)  # (T,)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))  # (B, T, C)
+        return self.out_head(self.final_norm(self.trf_blocks(x)))  # (B, T, vocab)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from gpt.config import TrainingConfig
-from gpt.device import autocast, check_same_device
+from gpt.device import autocast
 from gpt.environment import Environment
 from gpt.errors import NonFiniteLossError
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
-from gpt.interrupt import ctrl_c_remembered, stop_if_ctrl_c
+from gpt.interrupt import stop_if_ctrl_c
 
 SAMPLE_TOKENS = 50
 
@@ -68,7 +68,7 @@ class TrainingCallback:
 
 
 class ConsoleReporter(TrainingCallback):
-    """Prints evaluation lines and samples the way the original pipeline did."""
+    """Prints a line per evaluation and the sample after each epoch."""
 
     def on_eval(self, result: EvalResult) -> None:
         tqdm.write(
@@ -91,10 +91,11 @@ def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> flo
     return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
 
 
-def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, env: Environment) -> torch.Tensor:
-    inputs, targets = inputs.to(env.device), targets.to(env.device)
+def batch_loss(env: Environment, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``env.model`` on one batch, moved to its device."""
+    inputs, targets = inputs.to(env.device), targets.to(env.device)  # (B, T) each
     with autocast(env.device, env.precision):
-        logits = model(inputs)
+        logits = env.model(inputs)  # (B, T, vocab)
     return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
@@ -105,7 +106,7 @@ def mean_loss(loader: DataLoader, env: Environment, num_batches: int) -> float:
     for i, (inputs, targets) in enumerate(loader):
         if i >= num_batches:
             break
-        losses.append(batch_loss(env.model, inputs, targets, env).item())
+        losses.append(batch_loss(env, inputs, targets).item())
     return sum(losses) / len(losses)
 
 
@@ -141,7 +142,7 @@ def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr
     for group in env.optimizer.param_groups:
         group["lr"] = lr
     env.optimizer.zero_grad(set_to_none=True)
-    loss = batch_loss(env.model, inputs, targets, env)
+    loss = batch_loss(env, inputs, targets)
     loss.backward()
     if env.config.grad_clip > 0:
         nn.utils.clip_grad_norm_(env.model.parameters(), env.config.grad_clip)
@@ -185,7 +186,11 @@ def train(
     progress_bar: bool = True,
     history: TrainingHistory | None = None,
 ) -> TrainingHistory:
-    """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step."""
+    """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step.
+
+    Between steps it checks ``gpt.interrupt.stop_if_ctrl_c``, so under the entry point's
+    ``ctrl_c_remembered`` a Ctrl-C swallowed anywhere still stops it at the next step.
+    """
     config, model = env.config, env.model
     history = history if history is not None else TrainingHistory()
     history.total_steps = total_steps(env)
@@ -195,50 +200,47 @@ def train(
     steps_per_epoch = len(env.train_loader)
     first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
     model.train()
-    with ctrl_c_remembered():
-        for epoch in range(first_epoch + 1, config.num_epochs + 1):
-            skip = done_in_epoch if epoch == first_epoch + 1 else 0
-            batches = epoch_batches(env, history, skip)
-            batches = tqdm(batches, desc=f"Epoch {epoch}", total=steps_per_epoch, initial=skip,
-                           disable=not show_bar, leave=True)  # fmt: skip
-            started = time.perf_counter()  # a step's time includes fetching its batch
-            for inputs, targets in batches:
-                stop_if_ctrl_c()
-                step = history.step + 1
-                if step == 0:
-                    check_same_device(model, inputs.to(env.device), targets.to(env.device))
-                lr = learning_rate_at(step, history.total_steps, config)
-                unread_losses.append(train_step(env, inputs, targets, lr))
-                history.step = step
-                history.tokens_seen += inputs.numel()
-                evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
-                logging = step % log_every == 0
-                if logging or evaluating:
-                    # The only host sync of a training step, so the device runs ahead in between.
-                    read_losses(history, unread_losses, step, lr)
-                history.train_seconds += time.perf_counter() - started
-                if logging:
-                    for callback in callbacks:
-                        callback.on_batch(step, history.batch_losses[-1][1])
-                if evaluating:
-                    speed = (history.tokens_seen - tokens_at_last_eval) / max(
-                        history.train_seconds - seconds_at_last_eval, 1e-9
-                    )
-                    seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
-                    eval_started = time.perf_counter()
-                    result = evaluate(env, history, epoch, lr, speed)
-                    history.eval_seconds += time.perf_counter() - eval_started
-                    history.evals.append(result)
-                    for callback in callbacks:
-                        callback.on_eval(result)
-                started = time.perf_counter()
-            if progress_bar and not show_bar:
-                print(f"Epoch {epoch}: {steps_per_epoch}/{steps_per_epoch} steps", flush=True)
-            sample_started = time.perf_counter()
-            sample = greedy_sample(env)
-            history.eval_seconds += time.perf_counter() - sample_started
-            history.samples.append((epoch, sample))
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, sample)
+    for epoch in range(first_epoch + 1, config.num_epochs + 1):
+        skip = done_in_epoch if epoch == first_epoch + 1 else 0
+        batches = epoch_batches(env, history, skip)
+        batches = tqdm(batches, desc=f"Epoch {epoch}", total=steps_per_epoch, initial=skip,
+                       disable=not show_bar, leave=True)  # fmt: skip
+        started = time.perf_counter()  # a step's time includes fetching its batch
+        for inputs, targets in batches:
             stop_if_ctrl_c()
+            step = history.step + 1
+            lr = learning_rate_at(step, history.total_steps, config)
+            unread_losses.append(train_step(env, inputs, targets, lr))
+            history.step = step
+            history.tokens_seen += inputs.numel()
+            evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
+            logging = step % log_every == 0
+            if logging or evaluating:
+                # The only host sync of a training step, so the device runs ahead in between.
+                read_losses(history, unread_losses, step, lr)
+            history.train_seconds += time.perf_counter() - started
+            if logging:
+                for callback in callbacks:
+                    callback.on_batch(step, history.batch_losses[-1][1])
+            if evaluating:
+                speed = (history.tokens_seen - tokens_at_last_eval) / max(
+                    history.train_seconds - seconds_at_last_eval, 1e-9
+                )
+                seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
+                eval_started = time.perf_counter()
+                result = evaluate(env, history, epoch, lr, speed)
+                history.eval_seconds += time.perf_counter() - eval_started
+                history.evals.append(result)
+                for callback in callbacks:
+                    callback.on_eval(result)
+            started = time.perf_counter()
+        if progress_bar and not show_bar:
+            print(f"Epoch {epoch}: {steps_per_epoch}/{steps_per_epoch} steps", flush=True)
+        sample_started = time.perf_counter()
+        sample = greedy_sample(env)
+        history.eval_seconds += time.perf_counter() - sample_started
+        history.samples.append((epoch, sample))
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, sample)
+        stop_if_ctrl_c()
     return history

@@ -8,6 +8,7 @@ the parent run's best value, checkpoint retention) lives in ``sweeps.callbacks``
 from __future__ import annotations
 
 import math
+import os
 import time
 from concurrent.futures import Executor
 from typing import Any
@@ -151,6 +152,7 @@ class TrialObjective:
             extra = {
                 "trial_number": trial.number,
                 "study": study_name,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if env.device.type == "cuda" else None,
                 **{f"sampled.{k}": v for k, v in sampled.items()},
             }
             log_params(self.client, run_id, run_params(env, extra))

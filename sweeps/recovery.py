@@ -1,27 +1,22 @@
 """Trials whose worker died: recognised as stale, failed together with their MLflow run, and run again.
 
-On PostgreSQL (or any RDB) Optuna's own heartbeat does the recognising. The journal file,
-the local default, gets the same mechanism here: the trial's worker records a heartbeat
-every ``heartbeat_s`` seconds, and a trial is stale when it has been silent for
-``GRACE_BEATS`` beats or when its worker, on this machine, is no longer alive.
+On PostgreSQL (or any RDB) Optuna's own heartbeat does the recognising; the journal file,
+the local default, gets the same protocol from ``sweeps.journal_heartbeat``. A trial is
+stale when its worker has been silent for ``GRACE_BEATS`` beats or, on this machine,
+when the worker's process is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import time
 import warnings
 from collections.abc import Callable
 
 import optuna
 from mlflow import MlflowClient
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import BaseJournalBackend
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
 
 from sweeps.study_runs import RUN_ID_ATTR
 
@@ -29,7 +24,6 @@ DEFAULT_HEARTBEAT_S = 20
 GRACE_BEATS = 3
 MAX_RETRIES = 3
 WORKER_ATTR = "worker"  # "host:pid" of the process running the trial
-HEARTBEAT_ATTR = "heartbeat"
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -70,35 +64,6 @@ def stale_trial_callback(tracking_uri: str) -> StaleCallback:
         retry(study, trial)
 
     return on_stale
-
-
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-    """A journal-file storage with Optuna's heartbeat protocol, so ``optimize`` fails stale trials itself."""
-
-    def __init__(self, backend: BaseJournalBackend, heartbeat_s: int, on_stale: StaleCallback | None) -> None:
-        super().__init__(backend)
-        self.heartbeat_s, self.on_stale = heartbeat_s, on_stale
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        with contextlib.suppress(UpdateFinishedTrialError):  # failed as stale meanwhile: nothing to beat for
-            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now = time.time()
-        stale = []
-        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            last_beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())
-            if now - last_beat > GRACE_BEATS * self.heartbeat_s or worker_is_dead_here(
-                trial.user_attrs.get(WORKER_ATTR)
-            ):
-                stale.append(trial._trial_id)
-        return stale
-
-    def get_heartbeat_interval(self) -> int:
-        return self.heartbeat_s
-
-    def get_heartbeat_stale_trial_callback(self) -> StaleCallback | None:
-        return self.on_stale
 
 
 def heartbeat_options(heartbeat_s: int, on_stale: StaleCallback | None) -> dict:

@@ -7,17 +7,14 @@ import warnings
 from pathlib import Path
 
 import click
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # Optuna's plots draw through pyplot; runner.py picks the Agg backend
 import optuna
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
-from sweeps.study_runs import RUN_ID_ATTR
+from sweeps.study_runs import RUN_ID_ATTR, best_trial
 
 MAX_LEGEND_ENTRIES = 12
 PLOTS = {
@@ -85,13 +82,6 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
             except Exception as exc:  # plotting must never fail a sweep
                 plt.close("all")
                 click.echo(f"Skipped plot {name}: {one_line(exc)}")
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial:
-    try:
-        return study.best_trial
-    except ValueError:
-        raise UserError(f"study {study.study_name!r} has no complete trial yet") from None
 
 
 def describe_best(study: optuna.Study) -> str:

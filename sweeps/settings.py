@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sweeps.recovery import DEFAULT_HEARTBEAT_S
 from sweeps.space import SearchSpace
+from sweeps.storage import default_study_name
+from tracking.store import DEFAULT_EXPERIMENT
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,25 @@ class SweepSettings:
     log_every: int = 1
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
+
+    @classmethod
+    def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:
+        """A sweep whose journal file and MLflow SQLite store both live in ``folder``, the rest at the
+        command line's defaults unless given: for benchmarks and notebooks."""
+        defaults = {
+            "sampler": None,
+            "pruner": None,
+            "seed": None,
+            "study_name": default_study_name(space_path),
+            "storage": str(Path(folder) / "optuna-journal.log"),
+            "tracking_uri": f"sqlite:///{Path(folder) / 'mlflow.db'}",
+            "experiment": DEFAULT_EXPERIMENT,
+            "data": None,
+            "device": "auto",
+            "timeout": None,
+            "keep_checkpoints": 1,
+        }
+        return cls(space_path=Path(space_path), trials=trials, **{**defaults, **options})
 
     def load_space(self) -> SearchSpace:
         return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)

@@ -9,7 +9,8 @@ import optuna
 import sqlalchemy
 
 from gpt.errors import UserError, one_line
-from sweeps.recovery import HeartbeatJournalStorage, StaleCallback, heartbeat_options
+from sweeps.journal_heartbeat import HeartbeatJournalStorage
+from sweeps.recovery import StaleCallback, heartbeat_options
 from tracking.store import probe_database, redacted
 
 JOURNAL_NAME = "optuna-journal.log"

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("GPT_SHARED_DIR", REPO.parent / "shared"))
-VERDICT = SHARED / "data" / "the-verdict.txt"
+from support import SHARED, VERDICT
 
 # tiktoken finds the gpt2 files offline here; tests never touch the network.
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, VERDICT
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus
+from support import REPO, VERDICT
 
 import runner
 from gpt.checkpoint import load_checkpoint, restore_model
@@ -86,7 +85,12 @@ def _bad(args, capsys):
         (["--log-every", "0"], "Invalid value for '--log-every': 0 is not in the range x>=1"),
         (["--batch-size", "many"], "'many' is not a valid integer"),
         (["--mode", "huge"], "'huge' is not one of"),
-        (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], "cuda"),
+        (["--device", "tpu"], "Invalid value for '--device': 'tpu' is not one of 'auto', 'cpu', 'cuda', 'mps'"),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [(["--device", "cuda"], "device cuda was asked for, but CUDA is not available on this machine")]
+        ),
         (["--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["--data", "missing.txt"], "data file not found: missing.txt"),
         (["--max-length", "1024"], "validation split"),
@@ -144,7 +148,7 @@ def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, t
     with pytest.raises(type(error)), tracked_run(client, experiment_id(client, "t"), "r") as run_id:
         train_tracked(env, client, run_id, [StopAt(3, error)], progress_bar=False)
     run = client.get_run(run_id)
-    assert run.info.status == status == RunStatus.to_string(getattr(RunStatus, status))
+    assert run.info.status == status
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "training_losses.png" in artifacts and "config.yaml" in artifacts  # what was logged stays
     if status == "KILLED":

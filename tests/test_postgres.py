@@ -13,11 +13,17 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
-from conftest import REPO
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-from test_sweep import SPACE, children_of, sweep, write_space
-from test_sweep_interrupt import check_killed_trial_was_retried, start_and_kill_mid_trial
+from support import (
+    REPO,
+    SPACE,
+    check_killed_trial_was_retried,
+    children_of,
+    start_and_kill_mid_trial,
+    sweep,
+    write_space,
+)
 
 import runner
 from tracking.ui import stop_group

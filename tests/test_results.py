@@ -16,14 +16,12 @@ from pathlib import Path
 import mlflow
 import mlflow.pytorch
 import pytest
-from conftest import REPO
 from mlflow import MlflowClient
-from test_sweep import SPACE, study_at, sweep, write_space
+from support import REPO, SPACE, study_at, sweep, write_space
 
 import runner
-from gpt.config import SamplingSettings
 from gpt.data import gpt2_encoding
-from gpt.generation import continue_text
+from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 
 TINY_SINGLE = ["--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]

@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.objective import SpaceExhausted, StudyFull, check_room
+from sweeps.sampling import FAIL_REASON_ATTR
 from sweeps.space import SearchSpace
 from sweeps.storage import open_storage
 from sweeps.study import open_study
@@ -76,14 +77,27 @@ def test_a_used_up_space_and_a_full_study_refuse_the_next_trial(tmp_path):
         check_room(study, study.ask(), trials=10, space=space)
 
 
-def test_a_failed_trial_frees_its_place_and_an_interrupted_one_its_point(tmp_path):
+def other_layers(trial) -> int:
+    return 3 - trial.params["n_layers"]  # the other point of a 1..2 space
+
+
+def test_an_interrupted_trial_frees_its_point_and_one_that_failed_in_training_does_not(tmp_path):
     space = load_space(tmp_path, BASE + "params:\n  n_layers: {type: int, low: 1, high: 2}\n")
     study = machine(tmp_path, space)
     interrupted = study.ask()
     space.sample(interrupted)
     study.tell(interrupted, state=TrialState.FAIL)  # Ctrl-C: no fail reason, the point was never trained
-    done = run_trial(study, space, 1.0)
-    retry = run_trial(study, space, 1.0)
-    assert point(retry) == point(interrupted) != point(done)
+    study.enqueue_trial({"n_layers": other_layers(interrupted)})
+    run_trial(study, space, 1.0)
+    assert point(run_trial(study, space, 1.0)) == point(interrupted)  # drawn again: the only free point
     with pytest.raises(SpaceExhausted):
-        check_room(study, study.ask(), trials=3, space=space)
+        check_room(study, study.ask(), trials=5, space=space)
+
+    other = machine(tmp_path, space, "nan")
+    nan = other.ask()
+    space.sample(nan)
+    nan.set_user_attr(FAIL_REASON_ATTR, "NonFiniteLossError: loss became nan")
+    other.tell(nan, state=TrialState.FAIL)
+    assert run_trial(other, space, 1.0).params["n_layers"] == other_layers(nan)  # the NaN point is not redrawn
+    with pytest.raises(SpaceExhausted):
+        check_room(other, other.ask(), trials=5, space=space)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from support import REPO
 
 from benchmarks.plain_gpt import PlainGPT, load_into, plain_step
 from benchmarks.train_speed import ids_only_vocabulary, random_tokens

@@ -1,54 +1,12 @@
 """Sweeps on real stores in a temp folder: an Optuna journal file and an MLflow SQLite store."""
 
-from pathlib import Path
-
-import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from support import SPACE, TINY_BASE, children_of, points, study_at, sweep, write_space
 
 import runner
 from gpt.checkpoint import load_checkpoint
-from sweeps.storage import open_storage
-
-TINY_BASE = """
-base:
-  mode: quick
-  overrides: {num_epochs: 1, emb_dim: 16, n_heads: 2, n_layers: 1, eval_iter: 1, batch_size: 8}
-"""
-
-SPACE = (
-    TINY_BASE
-    + """
-params:
-  learning_rate: {type: float, low: 1.0e-5, high: 3.0e-2, log: true}
-  max_length: {type: categorical, choices: [16, 32]}
-  drop_rate: {type: float, low: 0.0, high: 0.2}
-pruner: median
-seed: 3
-"""
-)
-
-
-def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def sweep(space: Path, store: str, verdict: Path, *args: str) -> int:
-    return runner.main(
-        ["sweep", "--space", str(space), "--data", str(verdict), "--tracking-uri", store, "--log-every", "5", *args]
-    )
-
-
-def children_of(client: MlflowClient, parent_id: str):
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000)
-
-
-def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / "optuna-journal.log")))
 
 
 @pytest.mark.parametrize(
@@ -185,11 +143,6 @@ def test_a_study_made_from_another_space_is_not_mixed_in(tmp_path, store, verdic
     space.write_text(SPACE.replace("high: 0.2", "high: 0.1"))
     assert sweep(space, store, verdict, "--trials", "2") == 2
     assert "made from a different search space" in capsys.readouterr().err
-
-
-def points(study: optuna.Study) -> list[tuple]:
-    """The sampled points of the trials that ran, in trial order."""
-    return [tuple(sorted(t.params.items())) for t in study.get_trials() if "mlflow_run_id" in t.user_attrs]
 
 
 def test_two_workers_run_exactly_the_trials_asked_for_and_never_the_same_point(tmp_path, store, verdict):

@@ -2,6 +2,7 @@ import contextlib
 import itertools
 import math
 import signal
+import sys
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from gpt.config import PRESETS
 from gpt.environment import prepare_environment
 from gpt.errors import ConfigError, NonFiniteLossError
+from gpt.interrupt import ctrl_c_remembered
 from gpt.training import TrainingCallback, TrainingHistory, learning_rate_at, train
 
 TINY = {"vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "max_length": 32, "batch_size": 16}
@@ -102,11 +104,16 @@ def test_vocab_smaller_than_the_tokenizer_is_refused(verdict):
 def test_missing_device_is_an_error():
     from gpt.device import choose_device
 
+    with pytest.raises(ConfigError, match="device must be one of auto, cpu, cuda, mps"):
+        choose_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             choose_device("cuda")
     device, reason = choose_device("auto")
-    assert device.type in {"cuda", "mps", "cpu"} and reason.startswith("auto:")
+    if torch.cuda.is_available():
+        assert device.type == "cuda" and reason.startswith("auto: CUDA is available")
+    elif not torch.backends.mps.is_available():
+        assert device.type == "cpu" and reason == "auto: no CUDA or MPS device found"
 
 
 def test_a_swallowed_ctrl_c_still_stops_training_at_the_next_step(tiny_env):
@@ -119,7 +126,17 @@ def test_a_swallowed_ctrl_c_still_stops_training_at_the_next_step(tiny_env):
 
     env = tiny_env()
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), ctrl_c_remembered():  # as runner.py wraps every command
         train(env, [SwallowedCtrlC()], progress_bar=False, history=(history := TrainingHistory()))
     assert history.step == 2
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
+def test_training_alone_leaves_the_ctrl_c_handler_and_the_unraisable_hook_alone(tiny_env):
+    class Watch(TrainingCallback):
+        def on_batch(self, step, loss):
+            seen.add((signal.getsignal(signal.SIGINT), sys.unraisablehook))
+
+    seen = set()
+    train(tiny_env(), [Watch()], progress_bar=False)
+    assert seen == {(signal.getsignal(signal.SIGINT), sys.unraisablehook)}

@@ -18,11 +18,11 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from gpt.checkpoint import load_checkpoint, restore_model
-from gpt.config import SamplingSettings, TrainingConfig
+from gpt.config import TrainingConfig
 from gpt.data import gpt2_encoding
 from gpt.device import choose_device
 from gpt.errors import ConfigError, UserError, one_line
-from gpt.generation import continue_text
+from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 from tracking.store import connect, redacted
 from tracking.training import CHECKPOINT_FILE

@@ -1,0 +1,99 @@
+"""What several test modules share: the offline paths, a tiny search space, running a sweep
+and reading back its study and runs, and killing a sweep mid-trial."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+import runner
+from sweeps.storage import open_storage
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("GPT_SHARED_DIR", REPO.parent / "shared"))
+VERDICT = SHARED / "data" / "the-verdict.txt"
+
+TINY_BASE = """
+base:
+  mode: quick
+  overrides: {num_epochs: 1, emb_dim: 16, n_heads: 2, n_layers: 1, eval_iter: 1, batch_size: 8}
+"""
+
+SPACE = (
+    TINY_BASE
+    + """
+params:
+  learning_rate: {type: float, low: 1.0e-5, high: 3.0e-2, log: true}
+  max_length: {type: categorical, choices: [16, 32]}
+  drop_rate: {type: float, low: 0.0, high: 0.2}
+pruner: median
+seed: 3
+"""
+)
+
+
+def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def sweep(space: Path, store: str, verdict: Path, *args: str) -> int:
+    return runner.main(
+        ["sweep", "--space", str(space), "--data", str(verdict), "--tracking-uri", store, "--log-every", "5", *args]
+    )
+
+
+def children_of(client: MlflowClient, parent_id: str):
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000)
+
+
+def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / "optuna-journal.log")))
+
+
+def points(study: optuna.Study) -> list[tuple]:
+    """The sampled points of the trials that ran, in trial order."""
+    return [tuple(sorted(t.params.items())) for t in study.get_trials() if "mlflow_run_id" in t.user_attrs]
+
+
+def trial_is_training(folder: Path, reported: bool = False) -> bool:
+    """A trial of the journal in ``folder`` has its MLflow run (and, with ``reported``, has reported
+    a value to Optuna: it is between two evaluations)."""
+    try:
+        trials = study_at(folder).get_trials()
+    except (KeyError, FileNotFoundError):  # the study is not made yet
+        return False
+    return any(
+        t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs and (t.intermediate_values or not reported)
+        for t in trials
+    )
+
+
+def start_and_kill_mid_trial(command: list[str], folder, is_training) -> None:
+    """Start ``command``, wait until a trial trains, then SIGKILL it: no handler runs, nothing is closed."""
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not is_training():
+        time.sleep(0.3)
+    assert is_training(), "no trial started training"
+    process.kill()
+    process.wait(timeout=30)
+
+
+def check_killed_trial_was_retried(study, client: MlflowClient, trials: int) -> None:
+    (killed,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    (retry,) = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == killed.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == trials
+    children = children_of(client, study.user_attrs["mlflow_parent_run_id"])
+    assert len(children) == len(study.get_trials()) and "RUNNING" not in {r.info.status for r in children}

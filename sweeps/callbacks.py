@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import optuna
-from mlflow import MlflowClient
 from optuna.trial import FrozenTrial
 
 from gpt.interrupt import stop_if_ctrl_c
@@ -12,6 +13,9 @@ from sweeps.objective import NOT_RUN_ATTR
 from sweeps.sampling import FAIL_REASON_ATTR
 from sweeps.study_runs import RUN_ID_ATTR, remove_dropped_checkpoints
 from tracking.runs import log_metrics, set_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 class TrialBookkeeper:

@@ -11,11 +11,10 @@ import math
 import os
 import time
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from mlflow import MlflowClient
 
 from gpt.data import TokenizedText, steps_per_epoch
 from gpt.environment import prepare_environment
@@ -27,6 +26,9 @@ from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, ranks_in_top
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)

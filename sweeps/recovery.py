@@ -14,11 +14,10 @@ import warnings
 from collections.abc import Callable
 
 import optuna
-from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
-from sweeps.study_runs import RUN_ID_ATTR
+from sweeps.study_runs import fail_lost_trial_run
 
 DEFAULT_HEARTBEAT_S = 20
 GRACE_BEATS = 3
@@ -55,12 +54,7 @@ def stale_trial_callback(tracking_uri: str) -> StaleCallback:
         retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            client = MlflowClient(tracking_uri)
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, "error", "its worker stopped answering (killed or lost); the trial is retried")
-                client.set_terminated(run_id, "FAILED")
+        fail_lost_trial_run(trial, tracking_uri)
         retry(study, trial)
 
     return on_stale

@@ -5,16 +5,19 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import matplotlib.pyplot as plt  # Optuna's plots draw through pyplot; runner.py picks the Agg backend
 import optuna
-from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
 from sweeps.study_runs import RUN_ID_ATTR, best_trial
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 MAX_LEGEND_ENTRIES = 12
 PLOTS = {

@@ -89,6 +89,17 @@ def wait_for_parent_run(study: optuna.Study, client: MlflowClient) -> str | None
     return parent_run_of(study, client)
 
 
+def fail_lost_trial_run(trial: FrozenTrial, tracking_uri: str) -> None:
+    """End the MLflow run of a trial whose worker was lost: FAILED, with why; the trial is retried."""
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if not run_id:
+        return
+    client = MlflowClient(tracking_uri)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "error", "its worker stopped answering (killed or lost); the trial is retried")
+        client.set_terminated(run_id, "FAILED")
+
+
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials, best first."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]

@@ -1,7 +1,8 @@
 """Command line: train one GPT (``single``), search hyperparameters (``sweep``), show the best trial (``best``).
 
 This module only parses options and calls ``tracking`` and ``sweeps``; every rule lives there or in ``gpt``.
-It is also the one place for process-wide settings: log levels and the Ctrl-C handler.
+It is also the one place for process-wide settings: log levels, the Ctrl-C and SIGTERM handlers, the
+allocator, TF32 and matplotlib's backend.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 
 from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, read_config_file, resolve_config
 from gpt.errors import UserError
-from gpt.interrupt import ctrl_c_remembered
+from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 
 log = logging.getLogger("gpt-runner")
 
@@ -321,27 +322,27 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130."""
+    """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130 and SIGTERM with 143."""
     quiet_mlflow()
-    try:
-        with ctrl_c_remembered():
+    with stop_signals_remembered():
+        try:
             cli.main(args=argv, prog_name="runner.py", standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        click.echo(
-            "Interrupted: open MLflow runs are marked KILLED (a single run keeps its last checkpoint); "
-            "run the same sweep command again to resume it.",
-            err=True,
-        )
-        return 130
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message())
-        return 0
-    except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
-        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
-    except UserError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 2
+        except (click.exceptions.Abort, KeyboardInterrupt):  # click turns KeyboardInterrupt into Abort
+            click.echo(
+                f"Stopped by {stopped_by()}: open MLflow runs are marked KILLED. A single run keeps its last "
+                "checkpoint (`runner.py single --resume RUN_ID` continues it); the same sweep command resumes a sweep.",
+                err=True,
+            )
+            return exit_status()
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())
+            return 0
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+        except UserError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            return 2
     return 0
 
 

@@ -1,9 +1,15 @@
-"""Ctrl-C that cannot be lost.
+"""Stopping the way people and machines stop programs: Ctrl-C (SIGINT) and SIGTERM, one path for both.
 
-Python drops a KeyboardInterrupt raised inside a garbage-collector callback
-("Exception ignored in ..."), and a run would then go on as if nothing was pressed.
-While ``ctrl_c_remembered()`` is active, a press is also recorded, and long loops call
-``stop_if_ctrl_c()`` at safe points to raise it again.
+Schedulers, containers and service managers send SIGTERM, then SIGKILL after a grace
+period. While ``stop_signals_remembered()`` is active, either signal raises
+``KeyboardInterrupt`` in the main thread, so every ``except KeyboardInterrupt`` cleanup
+(a run marked KILLED, its last checkpoint saved) runs for both; ``received_signal()``
+says which one came. A later signal during that cleanup is only remembered, so the
+cleanup finishes inside the grace period instead of being cut short.
+
+Python drops a KeyboardInterrupt raised inside a garbage-collector callback ("Exception
+ignored in ..."); the signal is remembered too, and long loops call
+``stop_if_signalled()`` at safe points to raise it again.
 """
 
 from __future__ import annotations
@@ -15,35 +21,57 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_pressed = threading.Event()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # the stop signals received while remembering, first first
 
 
-def _on_ctrl_c(signum: int, frame: Any) -> None:
-    _pressed.set()
-    raise KeyboardInterrupt
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    first = not _received
+    _received.append(signum)
+    if first:
+        raise KeyboardInterrupt
 
 
 @contextmanager
-def ctrl_c_remembered() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is _on_ctrl_c:
+def stop_signals_remembered() -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as described above until the block ends, then put the old handlers back."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is _on_stop_signal:
         yield  # signals reach the main thread only; an outer block already listens
         return
-    previous, previous_hook = signal.signal(signal.SIGINT, _on_ctrl_c), sys.unraisablehook
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
+    previous_hook = sys.unraisablehook
 
-    def quiet_dropped_ctrl_c(unraisable: Any) -> None:
+    def quiet_dropped_interrupt(unraisable: Any) -> None:
         """A dropped KeyboardInterrupt is remembered, so it needs no traceback on the console."""
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             previous_hook(unraisable)
 
-    sys.unraisablehook = quiet_dropped_ctrl_c
+    sys.unraisablehook = quiet_dropped_interrupt
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
-        _pressed.clear()
+        _received.clear()
 
 
-def stop_if_ctrl_c() -> None:
-    if _pressed.is_set():
+def received_signal() -> int | None:
+    """The first stop signal received inside ``stop_signals_remembered()``, if any."""
+    return _received[0] if _received else None
+
+
+def stopped_by() -> str:
+    """A name for what stopped the program: ``SIGTERM``, ``SIGINT``, or ``KeyboardInterrupt`` (no handler)."""
+    signum = received_signal()
+    return signal.Signals(signum).name if signum is not None else "KeyboardInterrupt"
+
+
+def exit_status() -> int:
+    """The shell's status for a program stopped by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + (received_signal() or signal.SIGINT)
+
+
+def stop_if_signalled() -> None:
+    if _received:
         raise KeyboardInterrupt

@@ -18,7 +18,7 @@ from gpt.device import autocast
 from gpt.environment import Environment
 from gpt.errors import NonFiniteLossError
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
-from gpt.interrupt import stop_if_ctrl_c
+from gpt.interrupt import stop_if_signalled
 
 SAMPLE_TOKENS = 50
 
@@ -188,8 +188,8 @@ def train(
 ) -> TrainingHistory:
     """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step.
 
-    Between steps it checks ``gpt.interrupt.stop_if_ctrl_c``, so under the entry point's
-    ``ctrl_c_remembered`` a Ctrl-C swallowed anywhere still stops it at the next step.
+    Between steps it checks ``gpt.interrupt.stop_if_signalled``, so under the entry point's
+    ``stop_signals_remembered`` a Ctrl-C or SIGTERM swallowed anywhere still stops it at the next step.
     """
     config, model = env.config, env.model
     history = history if history is not None else TrainingHistory()
@@ -207,7 +207,7 @@ def train(
                        disable=not show_bar, leave=True)  # fmt: skip
         started = time.perf_counter()  # a step's time includes fetching its batch
         for inputs, targets in batches:
-            stop_if_ctrl_c()
+            stop_if_signalled()
             step = history.step + 1
             lr = learning_rate_at(step, history.total_steps, config)
             unread_losses.append(train_step(env, inputs, targets, lr))
@@ -242,5 +242,5 @@ def train(
         history.samples.append((epoch, sample))
         for callback in callbacks:
             callback.on_epoch_end(epoch, sample)
-        stop_if_ctrl_c()
+        stop_if_signalled()
     return history

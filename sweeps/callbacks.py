@@ -8,7 +8,7 @@ import click
 import optuna
 from optuna.trial import FrozenTrial
 
-from gpt.interrupt import stop_if_ctrl_c
+from gpt.interrupt import stop_if_signalled
 from sweeps.objective import NOT_RUN_ATTR
 from sweeps.sampling import FAIL_REASON_ATTR
 from sweeps.study_runs import RUN_ID_ATTR, remove_dropped_checkpoints
@@ -25,7 +25,7 @@ class TrialBookkeeper:
         self.client, self.parent_run_id, self.keep = client, parent_run_id, keep_checkpoints
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        stop_if_ctrl_c()  # a press swallowed during the trial still stops the sweep here
+        stop_if_signalled()  # a signal swallowed during the trial still stops the sweep here
         if NOT_RUN_ATTR in trial.user_attrs:
             click.echo(f"Trial {trial.number} not run: {trial.user_attrs[NOT_RUN_ATTR]}")
             return

@@ -95,6 +95,18 @@ def check_room(study: optuna.Study, trial: optuna.Trial, trials: int, space: Sea
         raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
 
 
+def queue_again(trial: optuna.Trial) -> None:
+    """Queue a stopped trial's point as a new waiting trial, as Optuna's retry of a stale trial does."""
+    trial.study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs={"failed_trial": trial.number},
+        )
+    )
+
+
 class TrialObjective:
     """Trains one sampled config as an MLflow child run and returns the objective."""
 
@@ -136,6 +148,9 @@ class TrialObjective:
             return self.train(trial, sampled, started)
         except TRIAL_FAILURES as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, one_line(exc, 500))
+            raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trial ends FAILED, and its point waits for the resume
+            queue_again(trial)
             raise
 
     def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +19,7 @@ import torch
 from gpt.data import TokenizedText
 from gpt.environment import load_tokens
 from gpt.errors import UserError
-from gpt.interrupt import ctrl_c_remembered
+from gpt.interrupt import exit_status, received_signal, stop_signals_remembered
 from sweeps.callbacks import TrialBookkeeper
 from sweeps.objective import TRIAL_FAILURES, TrialNotRun, TrialObjective
 from sweeps.recovery import stale_trial_callback
@@ -26,6 +29,7 @@ from sweeps.study import FINISHED_STATES, open_study
 from sweeps.study_runs import parent_run_of
 from tracking.store import connect, experiment_id
 
+ORPHAN_CHECK_S = 1.0
 COUNTED_STATES = (*FINISHED_STATES, optuna.trial.TrialState.RUNNING)
 
 
@@ -77,18 +81,49 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
         )
 
 
-def _worker_process(settings: SweepSettings, worker_index: int, threads: int, setup: Callable[[], None] | None) -> None:
+def gpu_of_worker(index: int, device: str) -> str | None:
+    """The GPU a worker gets on a machine with several: its own, round robin over the visible ones.
+
+    None (the workers share what they see) on the CPU, with one GPU, or when another device is asked for.
+    """
+    if device not in ("auto", "cuda") or torch.cuda.device_count() < 2:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(n) for n in range(torch.cuda.device_count())]
+    return gpus[index % len(gpus)]
+
+
+def stop_when_orphaned(parent_pid: int) -> None:
+    """If the sweep's main process dies without a word (SIGKILL), stop this worker as if it got SIGTERM."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(ORPHAN_CHECK_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def _worker_process(
+    settings: SweepSettings, worker_index: int, threads: int, setup: Callable[[], None] | None, parent_pid: int
+) -> None:
+    # Signals reach a worker from its parent only (a terminal's Ctrl-C too), so every stop takes one path.
+    os.setpgrp()
+    gpu = gpu_of_worker(worker_index, settings.device)
+    if gpu is not None:  # before this process first touches CUDA; each trial logs it as a param
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     if setup is not None:
         setup()
     torch.set_num_threads(threads)
-    try:
-        with ctrl_c_remembered():
+    with stop_signals_remembered():
+        stop_when_orphaned(parent_pid)
+        try:
             run_worker(settings)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    except UserError as exc:
-        click.echo(f"Error: worker {worker_index}: {exc}", err=True)
-        raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            raise SystemExit(exit_status()) from None
+        except UserError as exc:
+            click.echo(f"Error: worker {worker_index}: {exc}", err=True)
+            raise SystemExit(2) from None
 
 
 def run_workers(
@@ -97,6 +132,7 @@ def run_workers(
     """Run the trials here, or in ``workers`` spawned processes that split the cores.
 
     ``setup`` is run first in each spawned process, like ``multiprocessing.Pool``'s initializer.
+    A Ctrl-C or SIGTERM here is passed on to the workers, which close their trials and stop.
     """
     if settings.workers == 1:
         run_worker(settings, loaded=loaded)
@@ -105,7 +141,9 @@ def run_workers(
     threads = max(1, cores // settings.workers)
     context = multiprocessing.get_context("spawn")  # never fork a process that has torch's threads running
     processes = [
-        context.Process(target=_worker_process, args=(settings, index, threads, setup), name=f"sweep-worker-{index}")
+        context.Process(
+            target=_worker_process, args=(settings, index, threads, setup, os.getpid()), name=f"sweep-worker-{index}"
+        )
         for index in range(settings.workers)
     ]
     for process in processes:
@@ -114,7 +152,10 @@ def run_workers(
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in processes:  # each worker closes its own trial on the same Ctrl-C
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, received_signal() or signal.SIGINT)
+        for process in processes:  # each worker closes its own trial
             process.join()
         raise
     failed = [p.name for p in processes if p.exitcode not in (0, None)]

@@ -1,6 +1,7 @@
 """`runner.py single` end to end: real gpt2 encoding, real text, a real MLflow store in a temp folder."""
 
 import os
+import signal
 import subprocess
 import sys
 import urllib.parse
@@ -215,3 +216,29 @@ def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verd
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert "status 0 loaded: []" in result.stdout, result.stdout + result.stderr
+
+
+def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finishes_it(store, verdict, tmp_path):
+    runner_py = [sys.executable, str(REPO / "runner.py")]
+    tiny = ["--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16"]
+    command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "8", *tiny]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    for line in process.stdout:  # the first evaluation line: it is training
+        if line.startswith("Ep 1 "):
+            break
+    process.send_signal(signal.SIGTERM)  # as a scheduler, `docker stop` or `kill PID` stop it
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 143, output
+    assert "Stopped by SIGTERM" in output and "single --resume RUN_ID" in output and "Traceback" not in output
+
+    client = MlflowClient(store)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
+    assert run.data.tags["checkpoint"] == "checkpoint/model.pt"
+    resume = [*runner_py, "single", "--resume", run.info.run_id, "--tracking-uri", store]
+    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

@@ -7,6 +7,7 @@ import sys
 import warnings
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from sweeps.recovery import WORKER_ATTR, stale_trial_callback, this_worker
@@ -28,6 +29,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_dead_workers_trial_is_failed_with_its_run_and_retried_and_a_live_ones_is_not(tmp_path, store):
     client = connect(store)
     run_id = client.create_run(experiment_id(client, "recovery")).info.run_id

@@ -150,8 +150,11 @@ def served_store(tmp_path):
             assert time.monotonic() < deadline and ui.poll() is None, "runner.py ui never printed its address"
         yield url
     finally:
-        ui.send_signal(signal.SIGINT)  # as Ctrl-C: runner.py stops mlflow and its helper processes
-        assert ui.wait(timeout=30) == 0
+        ui.send_signal(signal.SIGTERM)  # as a service manager stops it: runner.py stops mlflow and its helpers
+        assert ui.wait(timeout=30) == 143
+        with socket.socket() as probe:  # the port is free again: no server was left listening
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger
+            probe.bind(("127.0.0.1", port))
 
 
 def test_the_ui_shows_a_run_logged_through_it(served_store, verdict, tmp_path, capsys, monkeypatch):

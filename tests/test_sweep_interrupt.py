@@ -4,7 +4,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from support import (
@@ -19,30 +21,40 @@ from support import (
     write_space,
 )
 
+from sweeps.recovery import WORKER_ATTR
 
-def test_ctrl_c_closes_the_trial_and_the_parent_and_the_same_command_resumes(tmp_path, store, verdict):
+
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_same_command_resumes(
+    stop, status, tmp_path, store, verdict
+):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 4"))
-    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
+    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
     command += ["--data", str(verdict), "--tracking-uri", store]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not trial_is_training(tmp_path, reported=True):  # mid-training
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)  # SIGINT as a person's Ctrl-C, SIGTERM as a scheduler's or `kill PID`
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
-    assert "Traceback" not in output and "Interrupted" in output
+    assert process.returncode == status, output
+    assert "Traceback" not in output and f"Stopped by {stop.name}" in output
 
     study = study_at(tmp_path)
-    interrupted = study.get_trials()[-1]
-    assert interrupted.state == TrialState.FAIL
+    (interrupted,) = study.get_trials(states=(TrialState.FAIL,))
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.params == interrupted.params and queued.system_attrs["failed_trial"] == interrupted.number
     client = MlflowClient(store)
-    assert client.get_run(interrupted.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    run = client.get_run(interrupted.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == stop.name
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     assert client.get_run(parent_id).info.status == "KILLED"
 
-    assert sweep(space, store, verdict, "--trials", "1") == 0  # the same study, the same parent
+    assert sweep(space, store, verdict, "--trials", "2") == 0  # the same study, the same parent
     assert client.get_run(parent_id).info.status == "FINISHED"
+    study = study_at(tmp_path)
+    assert study.get_trials()[queued.number].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
     statuses = {run.info.status for run in children_of(client, parent_id)}
     assert "RUNNING" not in statuses and "KILLED" in statuses
 
@@ -55,3 +67,58 @@ def test_a_killed_worker_is_found_dead_and_the_same_command_finishes_the_study(t
 
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
     check_killed_trial_was_retried(study_at(tmp_path), MlflowClient(store), trials=2)
+
+
+def running_workers(folder) -> list[int]:
+    """The process ids of the workers whose trials are running, from the study."""
+    try:
+        trials = study_at(folder).get_trials(states=(TrialState.RUNNING,))
+    except (KeyError, FileNotFoundError):
+        return []
+    return [int(t.user_attrs[WORKER_ATTR].rsplit(":", 1)[1]) for t in trials if "mlflow_run_id" in t.user_attrs]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def wait_until(condition, seconds: float = 120) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("parent_dies", [False, True], ids=["sigterm-to-the-sweep", "sigkill-to-the-sweep"])
+def test_workers_stop_with_their_sweep_and_the_same_command_finishes(parent_dies, tmp_path, store, verdict):
+    space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 6"))
+    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
+    command += ["--data", str(verdict), "--tracking-uri", store, "--workers", "2"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert wait_until(lambda: len(running_workers(tmp_path)) == 2), "the two workers never trained at once"
+    workers = running_workers(tmp_path)
+    if parent_dies:  # no handler runs in the sweep's own process: the workers must notice by themselves
+        process.kill()
+    else:
+        process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == (-signal.SIGKILL if parent_dies else 143), output
+    assert wait_until(lambda: all(gone(pid) for pid in workers), seconds=30), "a worker outlived its sweep"
+
+    study, client = study_at(tmp_path), MlflowClient(store)
+    stopped = study.get_trials(states=(TrialState.FAIL,))
+    assert len(stopped) == 2 and len(study.get_trials(states=(TrialState.WAITING,))) == 2
+    for trial in stopped:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    study = study_at(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    runs = children_of(client, study.user_attrs["mlflow_parent_run_id"])
+    assert "RUNNING" not in {run.info.status for run in runs}

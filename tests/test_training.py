@@ -10,7 +10,7 @@ import torch
 from gpt.config import PRESETS
 from gpt.environment import prepare_environment
 from gpt.errors import ConfigError, NonFiniteLossError
-from gpt.interrupt import ctrl_c_remembered
+from gpt.interrupt import stop_signals_remembered
 from gpt.training import TrainingCallback, TrainingHistory, learning_rate_at, train
 
 TINY = {"vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "max_length": 32, "batch_size": 16}
@@ -126,7 +126,7 @@ def test_a_swallowed_ctrl_c_still_stops_training_at_the_next_step(tiny_env):
 
     env = tiny_env()
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
-    with pytest.raises(KeyboardInterrupt), ctrl_c_remembered():  # as runner.py wraps every command
+    with pytest.raises(KeyboardInterrupt), stop_signals_remembered():  # as runner.py wraps every command
         train(env, [SwallowedCtrlC()], progress_bar=False, history=(history := TrainingHistory()))
     assert history.step == 2
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back

@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from gpt.environment import Environment
 from gpt.errors import one_line
+from gpt.interrupt import stopped_by
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAMS_PER_CALL = 100
@@ -40,7 +41,8 @@ def tracked_run(
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
 ) -> Iterator[str]:
-    """An MLflow run that always ends: FINISHED, FAILED (reason tagged) or KILLED on Ctrl-C.
+    """An MLflow run that always ends: FINISHED, FAILED (reason tagged) or KILLED by Ctrl-C or SIGTERM
+    (the signal tagged as ``stopped_by``).
 
     With ``run_id`` an existing run is reopened instead of a new one created.
     """
@@ -50,7 +52,8 @@ def tracked_run(
         client.update_run(run_id, status="RUNNING")
     try:
         yield run_id
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say which, so a preempted run is no mystery
+        set_tags(client, run_id, {"stopped_by": stopped_by()})
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:

@@ -38,6 +38,8 @@ def check_port_free(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise UserError(f"port must be in 1..65535 (got {port})")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the server will: connections a stopped server closed may linger, a listening socket may not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -60,7 +62,7 @@ def wait_until_ready(process: subprocess.Popen, url: str) -> None:
 
 
 def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
-    """Start ``mlflow ui`` for ``tracking_uri``, print its address, and serve until Ctrl-C."""
+    """Start ``mlflow ui`` for ``tracking_uri``, print its address, and serve until Ctrl-C or SIGTERM."""
     if tracking_uri.startswith(("http://", "https://")):
         click.echo(f"The store is already served by a tracking server: open {tracking_uri}")
         return
@@ -74,8 +76,9 @@ def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> No
         wait_until_ready(process, url)
         click.echo(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
         process.wait()
-    except KeyboardInterrupt:
-        click.echo("Stopped the MLflow UI")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server and its helpers go too (below)
+        click.echo("Stopping the MLflow UI")
+        raise
     finally:
         stop_group(process)
 

@@ -24,6 +24,11 @@ def _log_scale_if_wide(ax: Axes, values: list[float]) -> None:
         ax.set_yscale("log")
 
 
+def _legend_below(ax: Axes) -> None:
+    """Under the axes, where it can never hide a point."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=3, frameon=False, fontsize="small")
+
+
 def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.png", title: str | None = None) -> Path:
     """Left: train and val loss by step, tokens seen on the top axis. Right: batch loss, subsampled."""
     fig = Figure(figsize=(12, 4.8), layout="tight")
@@ -48,7 +53,7 @@ def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.pn
     evals_ax.set_ylabel("Cross-entropy loss")
     _log_scale_if_wide(evals_ax, train_losses + val_losses)
     evals_ax.grid(alpha=0.3)
-    evals_ax.legend(loc="upper right")
+    _legend_below(evals_ax)
     if history.evals:
         tokens_ax = evals_ax.twiny()
         tokens_ax.plot([e.tokens_seen for e in history.evals], val_losses, alpha=0)
@@ -62,9 +67,9 @@ def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.pn
     batch_ax.set_title("Training batch loss" + (f" (every {every}th step)" if every > 1 else ""))
     _log_scale_if_wide(batch_ax, [loss for _, loss in shown])
     batch_ax.grid(alpha=0.3)
-    batch_ax.legend(loc="upper right")
+    _legend_below(batch_ax)
     if title:
         fig.suptitle(title)
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     return path

@@ -170,7 +170,6 @@ class TrialObjective:
                 "trial_number": trial.number,
                 "study": study_name,
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if env.device.type == "cuda" else None,
-                **{f"sampled.{k}": v for k, v in sampled.items()},
             }
             log_params(self.client, run_id, run_params(env, extra))
             setup_s = time.perf_counter() - started

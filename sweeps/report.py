@@ -74,6 +74,8 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
                 first = axes.flat[0] if hasattr(axes, "flat") else axes
                 figure = first.figure
                 figure.set_size_inches(10, 6)
+                for axes_of_plot in figure.axes:  # Optuna titles its axes; one title per plot is ours
+                    axes_of_plot.set_title("")
                 figure.suptitle(f"Study {study.study_name}: {name.replace('_', ' ')} ({direction} {metric})")
                 legend = first.get_legend()
                 if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:

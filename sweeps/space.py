@@ -94,6 +94,15 @@ class Param:
             distribution = optuna.distributions.FloatDistribution(float(low), float(high), log=log, step=step)
         return cls(name, distribution)
 
+    def describe(self) -> str:
+        """The distribution as a person writes it: ``float 1e-4..1e-2 log``, ``int 1..4``, ``one of 1, 2, 4``."""
+        d = self.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return "one of " + ", ".join(str(choice) for choice in d.choices)
+        kind = "int" if isinstance(d, optuna.distributions.IntDistribution) else "float"
+        step = f" step {d.step:g}" if d.step not in (None, 1) else ""
+        return f"{kind} {d.low:g}..{d.high:g}" + (" log" if d.log else "") + step
+
     def suggest(self, trial: optuna.Trial) -> Any:
         d = self.distribution
         if isinstance(d, optuna.distributions.CategoricalDistribution):
@@ -244,7 +253,7 @@ class SearchSpace:
             f"  objective: {self.direction} {self.metric}",
             f"  sampler: {self.sampler}, pruner: {self.pruner}, seed: {self.seed}",
             "  params:",
-            *(f"    {p.name}: {p.distribution}" for p in self.params),
+            *(f"    {p.name}: {p.describe()}" for p in self.params),
             f"  base ({self.mode}):",
             *(f"    {k}: {v}" for k, v in self.base.to_dict().items()),
         ]

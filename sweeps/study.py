@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 from optuna.trial import TrialState
 
@@ -17,6 +19,9 @@ def open_study(space: SearchSpace, name: str, storage: optuna.storages.BaseStora
     options = {"storage": storage, "sampler": DistinctSampler(space), "pruner": make_pruner(space), "study_name": name}
     try:
         study, created = optuna.create_study(direction=space.direction, **options), True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([space.metric])  # optuna-dashboard shows it instead of "Objective 0"
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**options), False
     made_from = study.user_attrs.get("space_sha256")

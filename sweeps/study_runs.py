@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gpt.errors import UserError
 from tracking.models import register_run_model
-from tracking.runs import log_params
+from tracking.runs import context_tags, log_params
 from tracking.training import delete_checkpoint
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
@@ -66,9 +66,8 @@ def create_parent_run(
 ) -> str:
     """Make the study's MLflow parent run; only the process whose ``create_study`` made the study calls
     this, so machines starting at once agree on one parent without sleeping on a race."""
-    run_id = client.create_run(
-        experiment, run_name=study.study_name, tags={"optuna_study": study.study_name}
-    ).info.run_id
+    tags = {**context_tags(), "optuna_study": study.study_name}
+    run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
     client.log_artifact(run_id, str(space_file))
     log_params(client, run_id, params)
     client.set_terminated(run_id, "FINISHED")

@@ -28,7 +28,7 @@ def parent_params(study: optuna.Study, space: SearchSpace) -> dict:
         "space_file": str(space.path),
         "objective": f"{space.direction} {space.metric}",
         **{f"base.{k}": v for k, v in space.base.to_flat_dict().items()},
-        **{f"space.{p.name}": p.distribution for p in space.params},
+        **{f"space.{p.name}": p.describe() for p in space.params},
     }
 
 

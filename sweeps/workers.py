@@ -76,7 +76,7 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
             catch=(*TRIAL_FAILURES, TrialNotRun),
             callbacks=[
                 optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
-                TrialBookkeeper(client, parent_run_id, settings.keep_checkpoints),
+                TrialBookkeeper(client, parent_run_id, settings.keep_checkpoints, space.metric, settings.trials),
             ],
         )
 

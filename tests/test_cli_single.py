@@ -45,6 +45,13 @@ def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path)
 
     client, run = only_run(store)
     assert run.info.status == "FINISHED" and run.info.run_id in out
+    # What the UI shows: the runs view (not the GenAI one), a description, a source and a user.
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    description = run.data.tags["mlflow.note.content"]
+    assert (
+        description.startswith("**Single run**, mode `quick`: 6,540,800 parameters") and "best val loss" in description
+    )
+    assert run.data.tags["mlflow.source.name"] == "runner.py" and run.data.tags["mlflow.user"]
     params = run.data.params
     assert params["mode"] == "quick" and params["emb_dim"] == "64" and params["max_length"] == "128"
     assert "model_overrides" not in params and params["git_commit"]

@@ -56,7 +56,7 @@ def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
 def test_dry_run_prints_the_resolved_space_and_touches_no_store(tmp_path, store, verdict, capsys):
     assert sweep(write_space(tmp_path, SPACE), store, verdict, "--dry-run", "--pruner", "hyperband") == 0
     out = capsys.readouterr().out
-    assert "learning_rate: FloatDistribution" in out and "pruner: hyperband" in out and "emb_dim': 16" in out
+    assert "learning_rate: float 1e-05..0.03 log" in out and "pruner: hyperband" in out and "emb_dim': 16" in out
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna-journal.log").exists()
 
 
@@ -78,6 +78,10 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
 
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-tiny"
+    description = parent.data.tags["mlflow.note.content"]
+    assert description.startswith("**Sweep** `sweep-tiny`: minimize `best_val_loss`, 9 trials asked for.")
+    assert "Study sweep-tiny: " in description and "best val" in description  # the leaderboard
+    assert parent.data.params["space.learning_rate"] == "float 1e-05..0.03 log"
     assert len(client.search_runs([parent.info.experiment_id], "attributes.run_name = 'sweep-tiny'")) == 1
     assert client.get_metric_history(parent_id, "best_value")[-1].value == pytest.approx(study.best_value)
     assert parent.data.tags["best_trial"] == str(study.best_trial.number)
@@ -92,7 +96,9 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
         run = children[trial.number]
         assert run.info.status == "FINISHED"
         assert run.data.tags["trial_state"] == trial.state.name
-        assert run.data.params["sampled.learning_rate"] == str(trial.params["learning_rate"])
+        assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])  # once, not twice
+        assert not [name for name in run.data.params if name.startswith("sampled.")]
+        assert run.data.tags["mlflow.note.content"].startswith(f"**Trial {trial.number}** of study `sweep-tiny`")
         assert client.get_metric_history(run.info.run_id, "val_loss")
         assert set(trial.intermediate_values) <= set(range(11))
         times = {name: run.data.metrics[f"time_{name}_s"] for name in ("setup", "train", "eval", "checkpoint", "total")}
@@ -101,6 +107,10 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "the median pruner should stop the weakest trials of this space"
     assert all(max(t.intermediate_values) < 10 for t in pruned)
+    for trial in pruned:  # the best value it reached before it was stopped
+        assert children[trial.number].data.metrics["best_val_loss"] == pytest.approx(
+            min(trial.intermediate_values.values())
+        )
 
     with_checkpoint = [n for n, run in children.items() if run.data.tags.get("checkpoint") == "checkpoint/model.pt"]
     assert with_checkpoint == [study.best_trial.number]

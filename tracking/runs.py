@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import getpass
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +36,22 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def context_tags() -> dict[str, str]:
+    """The source and user tags MLflow's fluent API sets, so the UI's Source and Created by columns fill in."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": Path(sys.argv[0]).name or "python"}
+    with contextlib.suppress(Exception):  # no user name in some containers
+        tags["mlflow.user"] = getpass.getuser()
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:
+    """The run's description in MLflow's UI (the ``mlflow.note.content`` tag), in markdown."""
+    client.set_tag(run_id, "mlflow.note.content", markdown)
+
+
 @contextmanager
 def tracked_run(
     client: MlflowClient,
@@ -47,7 +66,7 @@ def tracked_run(
     With ``run_id`` an existing run is reopened instead of a new one created.
     """
     if run_id is None:
-        run_id = client.create_run(experiment, run_name=run_name, tags=tags or {}).info.run_id
+        run_id = client.create_run(experiment, run_name=run_name, tags={**context_tags(), **(tags or {})}).info.run_id
     else:
         client.update_run(run_id, status="RUNNING")
     try:

@@ -16,7 +16,7 @@ from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
 from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps
 from tracking.models import download_checkpoint
-from tracking.runs import log_params, run_params, tracked_run
+from tracking.runs import log_params, run_params, set_description, tracked_run
 from tracking.store import DEFAULT_EXPERIMENT, connect, experiment_id
 from tracking.training import train_tracked
 
@@ -59,6 +59,27 @@ def describe_result(history: TrainingHistory) -> str:
     )
 
 
+def run_description(env: Environment, mode: str, history: TrainingHistory | None = None) -> str:
+    """The run's description in MLflow's UI: what was trained and, once done, how it went."""
+    model = env.config.model
+    lines = [
+        f"**Single run**, mode `{mode}`: {count_parameters(env.model):,} parameters ({model.n_layers} layers, "
+        f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}), "
+        f"{env.config.num_epochs} epochs on {env.device.type} in {env.precision}.",
+        "",
+    ]
+    if history is None:
+        lines.append("Training.")
+    elif history.evals:
+        best, last = history.best_eval, history.evals[-1]
+        lines += [
+            f"- best val loss **{best.val_loss:.4f}** at step {best.step}",
+            f"- final train loss {last.train_loss:.4f}, val loss {last.val_loss:.4f} after {history.step + 1} steps",
+            f"- {history.tokens_seen:,} tokens seen",
+        ]
+    return "\n".join(lines)
+
+
 def how_to_open(client: MlflowClient, experiment: str, run_id: str) -> str:
     uri = client.tracking_uri
     if uri.startswith(("http://", "https://")):
@@ -91,9 +112,11 @@ def run_single(
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}) as run_id:
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
+        set_description(client, run_id, run_description(env, mode))
         history = train_tracked(env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir)
         click.echo(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
         click.echo(describe_result(history))
+        set_description(client, run_id, run_description(env, mode, history))
     click.echo(how_to_open(client, experiment, run_id))
     return SingleRunResult(run_id, exp_id, history)
 
@@ -140,4 +163,5 @@ def resume_single(
             env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history
         )
         click.echo(describe_result(history))
+        set_description(client, run_id, run_description(env, run.data.params.get("mode", "resumed"), history))
     return SingleRunResult(run_id, run.info.experiment_id, history)

@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from gpt.errors import UserError, one_line
 
 DEFAULT_EXPERIMENT = "gpt-from-scratch"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 PROBE_TIMEOUT_S = 10
 
 
@@ -90,13 +91,20 @@ def write_ahead_log(sqlite_uri: str) -> None:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created on first use."""
+    """The id of experiment ``name``, created on first use.
+
+    MLflow's UI opens an experiment on the view its ``mlflow.experimentKind`` tag names; without
+    it a training experiment lands on an empty GenAI traces page. Ours say model training,
+    unless a user already chose otherwise.
+    """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:  # another worker created it first
             experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage == "deleted":
         raise UserError(f"MLflow experiment {name!r} is deleted; restore it or pick another --experiment")
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id

@@ -17,6 +17,7 @@ from gpt.checkpoint import save_checkpoint
 from gpt.config import write_config_file
 from gpt.environment import Environment
 from gpt.errors import one_line
+from gpt.interrupt import stopped_by
 from gpt.model import count_parameters
 from gpt.plotting import plot_losses
 from gpt.training import TrainingCallback, TrainingHistory, train
@@ -49,33 +50,47 @@ def train_tracked(
     with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
         client.log_artifact(run_id, str(write_config_file(env.config, Path(scratch) / "config.yaml")))
     reporter = MlflowReporter(client, run_id)
+    stopped = ""  # why training ended early, for the plot's title
     try:
         train(env, [reporter, *callbacks], log_every, progress_bar, history)
     except KeyboardInterrupt:
+        stopped = f"stopped by {stopped_by()}"
         if keep_checkpoint and history.step >= 0:
             log_checkpoint(env, client, run_id, history)
         raise
+    except Exception as exc:  # a callback's stop (a pruned trial) or a failure: what was learnt still shows
+        stopped = str(exc) or type(exc).__name__
+        raise
     finally:
         reporter.flush()
-        if history.evals:
+        best = history.best_eval
+        if best is not None:  # also for a stopped run: the best it reached before stopping
+            log_metrics(client, run_id, best.step, {"best_val_loss": best.val_loss, "best_val_step": best.step})
             parameters = count_parameters(env.model)
             if plotter is None:
-                log_loss_plot(client, run_id, history, parameters, plot_dir)
+                log_loss_plot(client, run_id, history, parameters, stopped, plot_dir)
             else:
-                plotter.submit(log_loss_plot, client, run_id, history, parameters).add_done_callback(_report_failure)
-    best = history.best_eval
-    if best is not None:
-        log_metrics(client, run_id, best.step, {"best_val_loss": best.val_loss, "best_val_step": best.step})
+                plotter.submit(log_loss_plot, client, run_id, history, parameters, stopped).add_done_callback(
+                    _report_failure
+                )
     if keep_checkpoint:
         log_checkpoint(env, client, run_id, history)
     return history
 
 
 def log_loss_plot(
-    client: MlflowClient, run_id: str, history: TrainingHistory, parameters: int, folder: Path | None = None
+    client: MlflowClient,
+    run_id: str,
+    history: TrainingHistory,
+    parameters: int,
+    stopped: str = "",
+    folder: Path | None = None,
 ) -> None:
-    """Draw ``training_losses.png`` (in ``folder``, else a temporary one) and log it to the run."""
-    title = f"{client.get_run(run_id).info.run_name} ({parameters:,} parameters)"
+    """Draw ``training_losses.png`` (in ``folder``, else a temporary one) and log it to the run.
+
+    ``stopped`` says why training ended early (``pruned at 3/10 of training``), in the title.
+    """
+    title = f"{client.get_run(run_id).info.run_name} ({parameters:,} parameters)" + (f": {stopped}" if stopped else "")
     with tempfile.TemporaryDirectory(prefix="gpt-plot-") as scratch:
         plot = plot_losses(history, (folder or Path(scratch)) / "training_losses.png", title)
         client.log_artifact(run_id, str(plot))

@@ -98,8 +98,17 @@ def test_a_sweep_registers_its_best_model_once(store, verdict, tmp_path, capsys)
     assert isinstance(model, GPTModel)
     text = continue_text(model, gpt2_encoding(), "Every effort moves you", SamplingSettings(max_new_tokens=5))
     assert text.startswith("Every effort moves you")
-    (version,) = MlflowClient(store).search_model_versions("name = 'gpt-sweep-tiny'")
-    assert version.run_id == best_run and MlflowClient(store).get_run(best_run).info.status == "FINISHED"
+    client = MlflowClient(store)
+    (version,) = client.search_model_versions("name = 'gpt-sweep-tiny'")
+    run = client.get_run(best_run)
+    assert version.run_id == best_run and run.info.status == "FINISHED"
+    trial = study_at(tmp_path).best_trial
+    assert (run.info.end_time - run.info.start_time) / 1000 <= trial.duration.total_seconds()  # not reopened
+    (output,) = run.outputs.model_outputs  # the registered model, logged as the run's output
+    assert version.source == f"models:/{output.model_id}"
+    linked = {m.key: m for m in client.get_logged_model(output.model_id).metrics}
+    assert linked["val_loss"].step == int(run.data.metrics["best_val_step"])  # the best step's, not step 0's
+    assert linked["val_loss"].value == pytest.approx(trial.value)
 
     status, out, _ = generate(capsys, store, "--study", "sweep-tiny")
     assert status == 0 and out.startswith("Every effort moves you")

@@ -83,17 +83,21 @@ def load_run_model(
 
 
 def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
-    """Log ``run_id``'s trained model as an MLflow model on the run and register it as ``name``.
+    """Log ``run_id``'s trained model as an MLflow model of the run and register it as ``name``.
 
-    Returns ``models:/name/version``; a version that already holds this run's model is reused,
-    so registering the same run again adds nothing.
+    The model is linked to the run's metrics at its best evaluation step (``best_val_step``),
+    so the Models page shows the losses it reached, not those of step 0; the run itself is not
+    reopened, so its status and times stay as training left them. Returns ``models:/name/version``;
+    a version that already holds this run's model is reused, so registering the same run again
+    adds nothing.
     """
     for version in client.search_model_versions(f"name = '{name}'"):
         if version.run_id == run_id:
             return f"models:/{name}/{version.version}"
     model, _ = load_run_model(client, run_id)
-    mlflow.set_tracking_uri(client.tracking_uri)
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+    best_step = int(client.get_run(run_id).data.metrics.get("best_val_step", 0))
+    mlflow.set_tracking_uri(client.tracking_uri)  # log_model resolves its store from the global URI
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns about the missing signature and input example
         info = mlflow.pytorch.log_model(
             model,
@@ -101,6 +105,8 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
             registered_model_name=name,
             serialization_format="pickle",  # the whole GPTModel, so it generates at any length (pt2 traces one)
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tiktoken"],
+            run_id=run_id,  # passed on to mlflow.models.Model.log: the run, without starting it again
+            step=best_step,
         )
     return f"models:/{name}/{info.registered_model_version}"
 

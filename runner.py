@@ -29,6 +29,12 @@ RUN_OPTIONS = [
         show_default=True,
         help="Log the batch loss every N steps.",
     ),
+    click.option(
+        "--system-metrics/--no-system-metrics",
+        default=True,
+        show_default=True,
+        help="Log CPU, memory and GPU use as system/* metrics of each run.",
+    ),
     click.option("--experiment", default=None, help="MLflow experiment [default: gpt-from-scratch]."),
     click.option(
         "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
@@ -37,9 +43,10 @@ RUN_OPTIONS = [
 
 
 def quiet_mlflow() -> None:
-    """MLflow announces its database migrations on every new store, and warns that a pickled model
-    runs code when loaded (ours is this project's own GPTModel): neither is news to a user."""
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+    """MLflow announces its database migrations on every new store and the start and end of each run's
+    system metrics, and warns that a pickled model runs code when loaded (ours is this project's own
+    GPTModel): none of it is news to a user."""
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
@@ -126,7 +133,18 @@ def cli() -> None:
 @click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue a stopped run from its last checkpoint.")
 @run_options
 def single(
-    mode, config_file, data, device, log_every, experiment, tracking_uri, run_name, output_dir, resume_run, **flags
+    mode,
+    config_file,
+    data,
+    device,
+    log_every,
+    system_metrics,
+    experiment,
+    tracking_uri,
+    run_name,
+    output_dir,
+    resume_run,
+    **flags,
 ) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
     from tracking.single import resume_single, run_single
@@ -140,13 +158,22 @@ def single(
         ]
         if given:
             raise click.UsageError(f"--resume continues the run's own settings; drop {', '.join(given)}")
-        resume_single(resume_run, device, log_every, tracking_uri, output_dir)
+        resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics)
         return
     file_values = read_config_file(config_file) if config_file else None
     overrides = {name: value for name, value in flags.items() if value is not None}
     config = resolve_config(mode, file_values, overrides)
     run_single(
-        config, mode, data, device, log_every, experiment or DEFAULT_EXPERIMENT, tracking_uri, run_name, output_dir
+        config,
+        mode,
+        data,
+        device,
+        log_every,
+        experiment or DEFAULT_EXPERIMENT,
+        tracking_uri,
+        run_name,
+        output_dir,
+        system_metrics=system_metrics,
     )
 
 
@@ -217,6 +244,7 @@ def sweep(
     log_every,
     heartbeat,
     dry_run,
+    system_metrics,
     experiment,
     tracking_uri,
 ) -> None:
@@ -246,6 +274,7 @@ def sweep(
         log_every=log_every,
         workers=workers,
         heartbeat_s=heartbeat,
+        system_metrics=system_metrics,
     )
     prepare_sweep_process()
     run_sweep(settings, dry_run=dry_run, worker_setup=prepare_sweep_process)

@@ -123,9 +123,10 @@ class TrialObjective:
         log_every: int = 1,
         keep_checkpoints: int = 1,
         plotter: Executor | None = None,
+        system_metrics: bool = True,
     ) -> None:
         """``plotter`` draws and uploads each trial's loss plot while the next trial trains."""
-        self.plotter = plotter
+        self.plotter, self.system_metrics = plotter, system_metrics
         self.space, self.trials = space, trials
         self.client, self.experiment, self.parent_run_id = client, experiment, parent_run_id
         self.tokens, self.tokenizer = tokens, tokenizer
@@ -163,7 +164,8 @@ class TrialObjective:
         study_name = trial.study.study_name
         tags = {"mlflow.parentRunId": self.parent_run_id, "optuna_study": study_name, "trial_number": str(trial.number)}
         history, pruned, checkpoint_s = TrainingHistory(), None, 0.0
-        with tracked_run(self.client, self.experiment, f"{study_name}-trial-{trial.number}", tags) as run_id:
+        run_name = f"{study_name}-trial-{trial.number}"
+        with tracked_run(self.client, self.experiment, run_name, tags, system_metrics=self.system_metrics) as run_id:
             trial.set_user_attr(RUN_ID_ATTR, run_id)
             env = prepare_environment(config, device=self.device, tokenizer=self.tokenizer, tokens=self.tokens)
             extra = {

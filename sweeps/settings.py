@@ -35,6 +35,7 @@ class SweepSettings:
     log_every: int = 1
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    system_metrics: bool = True
 
     @classmethod
     def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:

@@ -66,7 +66,7 @@ def run_sweep(
         f"Study {study.study_name}: {finished_trials(study)} of {settings.trials} trials finished; "
         f"MLflow parent run {parent_run_id}; storage {settings.storage}"
     )
-    with tracked_run(client, exp_id, None, run_id=parent_run_id):
+    with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=settings.system_metrics):
         run_workers(settings, loaded, worker_setup)
         log_study_report(study, client, parent_run_id, space.metric)
     click.echo(leaderboard(study))

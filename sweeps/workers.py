@@ -68,6 +68,7 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
             settings.log_every,
             settings.keep_checkpoints,
             plotter,
+            settings.system_metrics,
         )
         study.optimize(
             objective,

@@ -52,6 +52,7 @@ def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path)
         description.startswith("**Single run**, mode `quick`: 6,540,800 parameters") and "best val loss" in description
     )
     assert run.data.tags["mlflow.source.name"] == "runner.py" and run.data.tags["mlflow.user"]
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     params = run.data.params
     assert params["mode"] == "quick" and params["emb_dim"] == "64" and params["max_length"] == "128"
     assert "model_overrides" not in params and params["git_commit"]

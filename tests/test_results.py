@@ -24,7 +24,7 @@ from gpt.data import gpt2_encoding
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 
-TINY_SINGLE = ["--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
+TINY_SINGLE = ["--no-system-metrics", "--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
 TINY_SINGLE += ["--max-length", "16", "--stride", "256", "--eval-iter", "1"]
 
 
@@ -32,6 +32,7 @@ def train_tiny(store: str, verdict: Path) -> str:
     assert runner.main(["single", "--data", str(verdict), "--tracking-uri", store, *TINY_SINGLE]) == 0
     client = MlflowClient(store)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert not [name for name in run.data.metrics if name.startswith("system/")]  # --no-system-metrics
     return run.info.run_id
 
 

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from gpt.environment import Environment
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
+from tracking.system_metrics import system_metrics_logged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAMS_PER_CALL = 100
@@ -59,18 +60,21 @@ def tracked_run(
     run_name: str | None,
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[str]:
     """An MLflow run that always ends: FINISHED, FAILED (reason tagged) or KILLED by Ctrl-C or SIGTERM
     (the signal tagged as ``stopped_by``).
 
-    With ``run_id`` an existing run is reopened instead of a new one created.
+    With ``run_id`` an existing run is reopened instead of a new one created; with
+    ``system_metrics`` the machine's CPU, memory and GPU use are logged while it runs.
     """
     if run_id is None:
         run_id = client.create_run(experiment, run_name=run_name, tags={**context_tags(), **(tags or {})}).info.run_id
     else:
         client.update_run(run_id, status="RUNNING")
     try:
-        yield run_id
+        with system_metrics_logged(client.tracking_uri, run_id) if system_metrics else contextlib.nullcontext():
+            yield run_id
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say which, so a preempted run is no mystery
         set_tags(client, run_id, {"stopped_by": stopped_by()})
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))

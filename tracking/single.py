@@ -65,7 +65,8 @@ def run_description(env: Environment, mode: str, history: TrainingHistory | None
     lines = [
         f"**Single run**, mode `{mode}`: {count_parameters(env.model):,} parameters ({model.n_layers} layers, "
         f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}), "
-        f"{env.config.num_epochs} epochs on {env.device.type} in {env.precision}.",
+        f"{env.config.num_epochs} epoch{'s' if env.config.num_epochs != 1 else ''} on {env.device.type} "
+        f"in {env.precision}.",
         "",
     ]
     if history is None:
@@ -102,6 +103,7 @@ def run_single(
     run_name: str | None = None,
     output_dir: Path = Path("."),
     callbacks: Sequence[TrainingCallback] = (),
+    system_metrics: bool = True,
 ) -> SingleRunResult:
     """Check the store, ready data and model, then train inside one MLflow run."""
     check_outputs(log_every, output_dir)
@@ -109,7 +111,7 @@ def run_single(
     env = prepare_environment(config, data, device)
     click.echo(describe_environment(env))
     exp_id = experiment_id(client, experiment)
-    with tracked_run(client, exp_id, run_name, tags={"mode": mode}) as run_id:
+    with tracked_run(client, exp_id, run_name, tags={"mode": mode}, system_metrics=system_metrics) as run_id:
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
         set_description(client, run_id, run_description(env, mode))
@@ -136,6 +138,7 @@ def resume_single(
     log_every: int = 1,
     tracking_uri: str | None = None,
     output_dir: Path = Path("."),
+    system_metrics: bool = True,
 ) -> SingleRunResult:
     """Continue a stopped run from its last checkpoint, in the same MLflow run, its steps going on."""
     check_outputs(log_every, output_dir)
@@ -157,7 +160,7 @@ def resume_single(
         raise UserError(f"MLflow run {run_id} already trained all {steps} steps; nothing to resume")
     click.echo(describe_environment(env))
     click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
-    with tracked_run(client, run.info.experiment_id, None, run_id=run_id):
+    with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=system_metrics):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
         history = train_tracked(
             env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history

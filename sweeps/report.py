@@ -9,11 +9,16 @@ from typing import TYPE_CHECKING
 
 import click
 import matplotlib.pyplot as plt  # Optuna's plots draw through pyplot; runner.py picks the Agg backend
+import numpy as np
 import optuna
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
+from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, best_trial
 
 if TYPE_CHECKING:
@@ -59,9 +64,33 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str, metric: str) -> None:
+def tidy_parallel_coordinate(axes: Axes, space: SearchSpace) -> None:
+    """Optuna's parallel-coordinate plot, made readable: the worst trials' lines stay visible (its blue scale
+    ends in white), int axes tick at whole numbers, and a log axis labels 1, 2 and 5 of each decade (its
+    own minor labels collide)."""
+    lines = axes.collections[0]
+    scale = lines.get_cmap()
+    # Blues_r runs from dark (best, when minimizing) to white (worst): keep its darker 60%.
+    kept = np.linspace(0.0, 0.6, 256) if scale.name.endswith("_r") else np.linspace(0.4, 1.0, 256)
+    lines.set_cmap(ListedColormap(scale(kept)))
+    if lines.colorbar is not None:
+        lines.colorbar.update_normal(lines)
+    distributions = {p.name: p.distribution for p in space.params}
+    names = [label.get_text() for label in axes.get_xticklabels()][1:]  # the first is the objective
+    parameter_axes = [a for a in axes.figure.axes if a is not axes and a is not getattr(lines.colorbar, "ax", None)]
+    for name, parameter_axis in zip(names, parameter_axes, strict=False):
+        distribution = distributions.get(name)
+        if isinstance(distribution, optuna.distributions.IntDistribution) and not distribution.log:
+            parameter_axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if parameter_axis.get_yscale() == "log":  # labels at 1, 2 and 5 of each decade, none between
+            parameter_axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            parameter_axis.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+            parameter_axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str, space: SearchSpace) -> None:
     """Trials table and plots on the parent run; a plot that cannot be drawn is skipped, never fatal."""
-    direction = study.direction.name.lower()
+    direction, metric = study.direction.name.lower(), space.metric
     with tempfile.TemporaryDirectory(prefix="gpt-sweep-") as scratch:
         table = Path(scratch) / "trials.csv"
         study.trials_dataframe().to_csv(table, index=False)
@@ -74,6 +103,8 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
                 first = axes.flat[0] if hasattr(axes, "flat") else axes
                 figure = first.figure
                 figure.set_size_inches(10, 6)
+                if name == "parallel_coordinate":
+                    tidy_parallel_coordinate(first, space)
                 for axes_of_plot in figure.axes:  # Optuna titles its axes; one title per plot is ours
                     axes_of_plot.set_title("")
                 figure.suptitle(f"Study {study.study_name}: {name.replace('_', ' ')} ({direction} {metric})")

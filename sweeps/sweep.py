@@ -68,7 +68,7 @@ def run_sweep(
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=settings.system_metrics):
         run_workers(settings, loaded, worker_setup)
-        log_study_report(study, client, parent_run_id, space.metric)
+        log_study_report(study, client, parent_run_id, space)
     click.echo(leaderboard(study))
     try:
         click.echo(f"Best model registered as {register_best_model(study, client)}")

@@ -1,10 +1,14 @@
 """The two training callbacks on their own: MLflow batching on a real store, Optuna report steps on a real study."""
 
+import warnings
+
 import optuna
 from mlflow import MlflowClient
 
 from gpt.training import EvalResult
 from sweeps.objective import PruningReporter
+from sweeps.report import tidy_parallel_coordinate
+from sweeps.space import DEFAULT_SPACE, SearchSpace
 from tracking.reporter import MlflowReporter
 from tracking.store import connect, experiment_id
 
@@ -47,3 +51,31 @@ def test_the_final_val_loss_objective_reports_the_latest_value():
     for step, progress, loss in [(0, 0.1, 9.0), (9, 0.5, 7.0), (19, 1.0, 7.5)]:
         reporter.on_eval(eval_at(step, progress, loss))
     assert study.tell(trial, 7.5).intermediate_values == {1: 9.0, 5: 7.0, 10: 7.5}
+
+
+def test_the_parallel_coordinate_plot_keeps_every_line_visible_and_its_ticks_readable():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    space = SearchSpace.load(DEFAULT_SPACE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for number in range(20):
+        trial = study.ask()
+        space.sample(trial)
+        study.tell(trial, 6.0 + number / 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        axes = optuna.visualization.matplotlib.plot_parallel_coordinate(study)
+    tidy_parallel_coordinate(axes, space)
+    axes.figure.canvas.draw()
+
+    worst_colour = axes.collections[0].get_cmap()(1.0)[:3]
+    assert sum(worst_colour) / 3 < 0.85  # Optuna's own scale ends in white: lines on a white page vanish
+    colour_bar = axes.collections[0].colorbar.ax
+    parameter_axes = [a for a in axes.figure.axes[1:] if a is not colour_bar]
+    by_name = dict(zip([t.get_text() for t in axes.get_xticklabels()][1:], parameter_axes, strict=True))
+    n_layers_ticks = by_name["n_layers"].get_yticks()
+    assert len(n_layers_ticks) and all(tick == int(tick) for tick in n_layers_ticks)
+    learning_rate = by_name["learning_rate"]
+    assert learning_rate.get_yscale() == "log"
+    assert not [label for label in learning_rate.yaxis.get_minorticklabels() if label.get_text()]

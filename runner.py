@@ -8,6 +8,7 @@ allocator, TF32 and matplotlib's backend.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,9 @@ RUN_OPTIONS = [
 def quiet_mlflow() -> None:
     """MLflow announces its database migrations on every new store and the start and end of each run's
     system metrics, and warns that a pickled model runs code when loaded (ours is this project's own
-    GPTModel): none of it is news to a user."""
+    GPTModel): none of it is news to a user. With a tracking server MLflow would also print two links per
+    run ended, a pair per trial; the runner prints its own summary instead."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # spawned workers inherit it
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
@@ -77,6 +80,7 @@ def prepare_sweep_process() -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # the report's plots are files, never windows
+    quiet_mlflow()
     quiet_optuna()
     tune_process()
 

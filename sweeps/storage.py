@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -54,12 +55,14 @@ def open_storage(
 
 def rdb_storage(url: str, options: dict) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage; machines starting at once race to create its tables, so the loser retries."""
-    for attempt in range(1, SCHEMA_ATTEMPTS):
-        try:
-            return optuna.storages.RDBStorage(url, **options)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            time.sleep(0.5 * attempt)  # the other machine's CREATE TABLE commits meanwhile
-    return optuna.storages.RDBStorage(url, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat, in use since 2.5
+        for attempt in range(1, SCHEMA_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, **options)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                time.sleep(0.5 * attempt)  # the other machine's CREATE TABLE commits meanwhile
+        return optuna.storages.RDBStorage(url, **options)
 
 
 def load_study(name: str, storage: str) -> optuna.Study:

@@ -75,6 +75,8 @@ def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> No
     try:
         wait_until_ready(process, url)
         click.echo(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
+        # MLflow 3's UI opens on its GenAI pages until "Model training" is picked at the top left; this link picks it.
+        click.echo(f"Runs and sweeps: {url}/#/experiments?workflowType=machine_learning")
         process.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server and its helpers go too (below)
         click.echo("Stopping the MLflow UI")

@@ -109,7 +109,8 @@ def _worker_process(
     settings: SweepSettings, worker_index: int, threads: int, setup: Callable[[], None] | None, parent_pid: int
 ) -> None:
     # Signals reach a worker from its parent only (a terminal's Ctrl-C too), so every stop takes one path.
-    os.setpgrp()
+    if hasattr(os, "setpgrp"):  # POSIX
+        os.setpgrp()
     gpu = gpu_of_worker(worker_index, settings.device)
     if gpu is not None:  # before this process first touches CUDA; each trial logs it as a param
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu

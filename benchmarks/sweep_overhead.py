@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from runner import prepare_sweep_process
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
+from sweeps.study_runs import RUN_ID_ATTR
 from sweeps.sweep import run_sweep
 
 PHASES = ("setup", "train", "eval", "checkpoint")
@@ -44,7 +45,7 @@ def main(trials: int, space: Path, data: str | None, device: str, workers: int) 
         client = MlflowClient(settings.tracking_uri)
         rows = []
         for trial in result.study.get_trials():
-            run_id = trial.user_attrs.get("mlflow_run_id")
+            run_id = trial.user_attrs.get(RUN_ID_ATTR)
             metrics = client.get_run(run_id).data.metrics if run_id else {}
             if "time_total_s" in metrics:
                 rows.append((trial.number, trial.state.name, metrics))

@@ -109,7 +109,8 @@ class DistinctSampler(BaseSampler):
         if point_of(trial, self.space.names) is not None:
             return  # a queued trial (a retry) keeps its own point
         held = held_points(study, self.space.names)
-        tries = 0 if self.space.sampler == "grid" else TRIES
+        # A listable grid goes straight to a free point; any other space draws (and redraws repeats) first.
+        tries = 0 if self.space.sampler == "grid" and self.points is not None else TRIES
         for _ in range(tries):
             point = tuple(inner.sample_independent(study, trial, p.name, p.distribution) for p in self.space.params)
             if point not in held:

@@ -24,7 +24,9 @@ from runner import tune_process
 @click.command()
 @click.option("--mode", type=click.Choice(MODES), default="full", show_default=True)
 @click.option("--data", default=None, help="Training text (default: The Verdict).")
-@click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None, help="Where to write.")
+@click.option(
+    "--folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Where to write."
+)
 def main(mode: str, data: str | None, folder: Path | None) -> None:
     tune_process()
     env = prepare_environment(resolve_config(mode, None, {"precision": "fp32"}), data, "cpu")

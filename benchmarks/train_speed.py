@@ -83,7 +83,7 @@ def flops_per_token(model: ModelConfig) -> float:
 
 def random_tokens(model: ModelConfig, windows: int, seed: int = 0) -> TokenizedText:
     length = windows * model.context_length + 1
-    ids = torch.randint(0, model.vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
+    ids = torch.randint(0, model.vocab_size, (length,), generator=torch.Generator().manual_seed(seed)).numpy()
     return TokenizedText("random", "-", "random", ids, ids[: 2 * model.context_length + 1])
 
 

@@ -1,16 +1,20 @@
-"""Training text: fetch or read it, tokenize it once, and cut it into sliding windows."""
+"""Training text: fetch or read it, tokenize it once into a memory-mapped token file, cut it into windows."""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import requests
 import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
@@ -20,6 +24,8 @@ VERDICT_URL = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 DOWNLOAD_TIMEOUT_S = 30
 TRAIN_FRACTION = 0.9
+READ_BYTES = 8 << 20  # text read and encoded per block
+PIECE_CHARS = 1 << 20  # characters per tiktoken call; a block is encoded as several on all cores
 
 
 def default_cache_dir() -> Path:
@@ -47,47 +53,41 @@ def _download(url: str, expected_sha256: str | None) -> bytes:
 
 @dataclass(frozen=True)
 class TextSource:
-    """Raw training bytes and where they came from."""
+    """Training text on disk (a download is cached first), read in blocks, never whole."""
 
     name: str
-    data: bytes
+    path: Path
+    sha256: str
 
-    @property
-    def sha256(self) -> str:
-        return _sha256(self.data)
 
-    def text(self) -> str:
-        try:
-            text = self.data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"{self.name} is not UTF-8 text") from None
-        if "\x00" in text:
-            raise DataError(f"{self.name} is binary, not text (it holds NUL bytes)")
-        if not text.strip():
-            raise DataError(f"{self.name} is empty")
-        return text
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_source(source: str | None = None, cache_dir: Path | None = None) -> TextSource:
-    """Read a local file or an http(s) URL; None means "The Verdict", downloaded once and cached."""
+    """A local file or an http(s) URL; None means "The Verdict", downloaded once and cached."""
     cache_dir = cache_dir or default_cache_dir()
     if source is None or source.startswith(("http://", "https://")):
         url = source or VERDICT_URL
         expected = VERDICT_SHA256 if url == VERDICT_URL else None
         cached = cache_dir / "downloads" / (hashlib.sha1(url.encode()).hexdigest() + "-" + url.rsplit("/", 1)[-1])
-        if cached.is_file() and (expected is None or _sha256(cached.read_bytes()) == expected):
-            return TextSource(url, cached.read_bytes())
+        if cached.is_file() and (expected is None or _file_sha256(cached) == expected):
+            return TextSource(url, cached, _file_sha256(cached))
         data = _download(url, expected)
         with atomic_path(cached) as tmp:
             tmp.write_bytes(data)
-        return TextSource(url, data)
+        return TextSource(url, cached, _sha256(data))
     path = Path(source)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if not path.is_file():
         raise DataError(f"data path is not a file: {path}")
     try:
-        return TextSource(str(path), path.read_bytes())
+        return TextSource(str(path), path, _file_sha256(path))
     except OSError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
 
@@ -103,57 +103,134 @@ def gpt2_encoding() -> tiktoken.Encoding:
         ) from None
 
 
+# A single space or line break between two non-space characters: BPE pre-tokens never span one
+# (a space joins the word after it, a line break stands alone), so text cut just before it encodes
+# to exactly the ids of the uncut text.
+_SAFE_CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
+
+
+def split_for_encoding(text: str, piece_chars: int) -> tuple[list[str], str]:
+    """Cut ``text`` into pieces of about ``piece_chars`` at safe cuts; the uncut tail is returned
+    to be continued by the next block (all of ``text`` if it holds no safe cut)."""
+    pieces, start = [], 0
+    while len(text) - start > piece_chars:
+        cut = None
+        for match in _SAFE_CUT.finditer(text, start + piece_chars // 2, start + piece_chars):
+            cut = match.start()
+        if cut is None:  # no cut in this stretch: search the whole remaining text once
+            match = _SAFE_CUT.search(text, start + piece_chars)
+            if match is None:
+                break
+            cut = match.start()
+        pieces.append(text[start:cut])
+        start = cut
+    return pieces, text[start:]
+
+
+def token_dtype(encoding: tiktoken.Encoding) -> np.dtype:
+    """Two bytes a token where every id fits (GPT-2's 50257 do), else four."""
+    return np.dtype(np.uint16) if encoding.n_vocab <= 1 << 16 else np.dtype(np.uint32)
+
+
+def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> int:
+    """Stream ``source`` through ``encoding`` into ``out`` as raw token ids; returns how many.
+
+    Blocks of text are cut at safe points and encoded in parallel by tiktoken's threads,
+    so memory holds one block at a time, whatever the size of the text.
+    """
+    dtype, threads = token_dtype(encoding), os.cpu_count() or 1
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    tail, count, has_text = "", 0, False
+    with (
+        source.path.open("rb") as text_file,
+        out.open("wb") as ids_file,
+        tqdm(total=source.path.stat().st_size, unit="B", unit_scale=True, desc="Tokenizing", disable=None) as bar,
+    ):
+        while True:
+            block = text_file.read(READ_BYTES)
+            last = not block
+            try:
+                text = tail + decoder.decode(block, final=last)
+            except UnicodeDecodeError:
+                raise DataError(f"{source.name} is not UTF-8 text") from None
+            if "\x00" in text:
+                raise DataError(f"{source.name} is binary, not text (it holds NUL bytes)")
+            has_text = has_text or (text != "" and not text.isspace())
+            pieces, tail = split_for_encoding(text, PIECE_CHARS)
+            if last:
+                pieces, tail = [*pieces, tail], ""
+            for ids in encoding.encode_batch(pieces, num_threads=threads, allowed_special={"<|endoftext|>"}):
+                np.asarray(ids, dtype=dtype).tofile(ids_file)
+                count += len(ids)
+            bar.update(len(block))
+            if last:
+                break
+    if not has_text:
+        raise DataError(f"{source.name} is empty")
+    return count
+
+
 @dataclass(frozen=True)
 class TokenizedText:
-    """Token ids of a whole text, split 90/10 into training and validation."""
+    """Token ids of a whole text, split 90/10 into training and validation.
+
+    The ids are numpy arrays; those from ``tokenize`` are views of one memory-mapped file,
+    so only the windows a batch reads come into memory.
+    """
 
     source: str
     sha256: str
     encoding: str
-    train_ids: torch.Tensor
-    val_ids: torch.Tensor
+    train_ids: np.ndarray
+    val_ids: np.ndarray
 
     @property
     def total_tokens(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
 
 
-def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> TokenizedText:
-    """Encode once per file content and encoding; later runs load the cached ids."""
-    cache = (cache_dir or default_cache_dir()) / "tokens" / f"{source.sha256}-{encoding.name}.pt"
-    ids = None
-    if cache.is_file():
-        try:
-            ids = torch.load(cache, weights_only=True)
-        except Exception:  # a damaged cache file is rebuilt, never trusted
-            ids = None
-    if ids is None:
-        ids = torch.tensor(encoding.encode(source.text(), allowed_special={"<|endoftext|>"}), dtype=torch.long)
-        with atomic_path(cache) as tmp:
-            torch.save(ids, tmp)
+def split_ids(source: str, sha256: str, encoding: str, ids: np.ndarray) -> TokenizedText:
+    """The first 90% of the tokens train, the rest validate."""
     split = int(TRAIN_FRACTION * len(ids))
-    return TokenizedText(source.name, source.sha256, encoding.name, ids[:split], ids[split:])
+    return TokenizedText(source, sha256, encoding, ids[:split], ids[split:])
+
+
+def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> TokenizedText:
+    """Encode once per file content and encoding into a token file; later runs map the same file."""
+    dtype = token_dtype(encoding)
+    cache = (cache_dir or default_cache_dir()) / "tokens" / f"{source.sha256}-{encoding.name}.{dtype.name}"
+    if not cache.is_file():  # written atomically, so a file that is there is whole
+        print(f"Tokenizing {source.name} once; its token ids go to {cache}", flush=True)
+        with atomic_path(cache) as tmp:
+            encode_file(source, encoding, tmp)
+    ids = np.memmap(cache, dtype=dtype, mode="r")
+    return split_ids(source.name, source.sha256, encoding.name, ids)
 
 
 class SlidingWindowDataset(Dataset):
     """Inputs of ``max_length`` tokens every ``stride`` tokens; targets are shifted by one.
 
-    The windows are one strided view of the ids (``unfold``), and a batch is fetched
-    with one indexing operation (``__getitems__``) instead of stacking samples in Python.
+    A batch of windows is read with one fancy index into the ids (``__getitems__``), so
+    from a memory-mapped file only those windows are read, and turned into int64 then.
     """
 
-    def __init__(self, ids: torch.Tensor, max_length: int, stride: int) -> None:
-        self.windows = ids.unfold(0, max_length + 1, stride) if len(ids) > max_length else ids.new_empty(0, 0)
+    def __init__(self, ids: np.ndarray, max_length: int, stride: int) -> None:
+        self.ids, self.stride = ids, stride
+        self.offsets = np.arange(max_length + 1)  # one window: inputs and the target after the last
+        self.count = (len(ids) - max_length - 1) // stride + 1 if len(ids) > max_length else 0
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return self.count
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        window = self.windows[index]
-        return window[:-1], window[1:]
+        inputs, targets = self.__getitems__([index])
+        return inputs[0], targets[0]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.windows[torch.as_tensor(indices)]
+        if any(not 0 <= i < self.count for i in indices):
+            raise IndexError(f"window index out of range 0..{self.count - 1}")
+        starts = np.asarray(indices, dtype=np.int64)[:, None] * self.stride  # (B, 1)
+        batch = torch.from_numpy(self.ids[starts + self.offsets].astype(np.int64))  # (B, T + 1)
         return batch[:, :-1], batch[:, 1:]
 
 

@@ -132,9 +132,30 @@ def cli() -> None:
     help="torch.compile the model (a slow start; pays on GPUs at larger batches).",
 )
 @click.option("--seed", type=int)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=0),
+    help="Train this many optimizer steps, however many epochs that is (0: no budget).",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=0),
+    help="Train on this many tokens, rounded up to whole batches (0: no budget); with --max-steps, the tighter wins.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    help="Rewrite the run's checkpoint every N steps [default 0: at evaluations that improve the val loss, "
+    "at most every 5 minutes, and at the end].",
+)
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
 @click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue a stopped run from its last checkpoint.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: take over a run left RUNNING on another machine whose process is gone.",
+)
 @run_options
 def single(
     mode,
@@ -148,6 +169,7 @@ def single(
     run_name,
     output_dir,
     resume_run,
+    force,
     **flags,
 ) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
@@ -162,8 +184,10 @@ def single(
         ]
         if given:
             raise click.UsageError(f"--resume continues the run's own settings; drop {', '.join(given)}")
-        resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics)
+        resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics, force)
         return
+    if force:
+        raise click.UsageError("--force goes with --resume RUN_ID")
     file_values = read_config_file(config_file) if config_file else None
     overrides = {name: value for name, value in flags.items() if value is not None}
     config = resolve_config(mode, file_values, overrides)

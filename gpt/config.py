@@ -125,12 +125,15 @@ class TrainingConfig:
     seed: int = 123
     precision: str = "auto"
     compile: bool = False
+    max_steps: int = 0  # a budget in optimizer steps; 0: none. A budget replaces num_epochs
+    max_tokens: int = 0  # a budget in training tokens (whole batches, rounded up); 0: none
+    checkpoint_every: int = 0  # steps between checkpoints; 0: at evaluations that improve the val loss
     model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)
 
     def __post_init__(self) -> None:
         for name in ("num_epochs", "batch_size", "eval_freq", "eval_iter", "max_length", "stride"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in ("num_workers", "warmup_steps", "seed"):
+        for name in ("num_workers", "warmup_steps", "seed", "max_steps", "max_tokens", "checkpoint_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
         _require(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
@@ -147,6 +150,17 @@ class TrainingConfig:
             self.max_length <= self.model.context_length,
             f"max_length ({self.max_length}) must be <= the model's context_length ({self.model.context_length})",
         )
+
+    def training_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: the tighter budget if one is set, else ``num_epochs`` epochs.
+
+        A budget may span more or fewer epochs than ``num_epochs``; runs of different batch
+        sizes or context lengths given one ``max_tokens`` see the same number of tokens.
+        """
+        budgets = [self.max_steps] if self.max_steps else []
+        if self.max_tokens:
+            budgets.append(math.ceil(self.max_tokens / (self.batch_size * self.max_length)))
+        return min(budgets) if budgets else self.num_epochs * steps_per_epoch
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], base: TrainingConfig | None = None) -> TrainingConfig:

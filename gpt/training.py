@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -21,6 +22,9 @@ from gpt.generation import generate, text_to_token_ids, token_ids_to_text
 from gpt.interrupt import stop_if_signalled
 
 SAMPLE_TOKENS = 50
+# With checkpoint_every 0, an evaluation that improves the val loss checkpoints at most this often:
+# a killed run loses minutes, not hours, and a short run writes its checkpoint once, at the end.
+CHECKPOINT_INTERVAL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class TrainingHistory:
     loader_state_at_epoch_start: torch.Tensor | None = None  # to replay a half-done epoch's data order
     train_seconds: float = 0.0  # wall time in optimizer steps
     eval_seconds: float = 0.0  # wall time in evaluations and the per-epoch samples
+    checkpoint_seconds: float = 0.0  # wall time in periodic checkpoints (``on_checkpoint``)
 
     @property
     def best_eval(self) -> EvalResult | None:
@@ -65,6 +70,10 @@ class TrainingCallback:
 
     def on_epoch_end(self, epoch: int, sample: str) -> None:
         """After each epoch, with a greedy sample from the start context."""
+
+    def on_checkpoint(self, history: TrainingHistory) -> None:
+        """When a checkpoint is due during training (``checkpoint_every``); the losses of every
+        step so far are in ``history``. The end of training is left to the caller."""
 
 
 class ConsoleReporter(TrainingCallback):
@@ -176,7 +185,30 @@ def epoch_batches(env: Environment, history: TrainingHistory, already_done: int)
 
 
 def total_steps(env: Environment) -> int:
-    return env.config.num_epochs * len(env.train_loader)
+    return env.config.training_steps(len(env.train_loader))
+
+
+class CheckpointSchedule:
+    """When a periodic checkpoint is due: every ``checkpoint_every`` steps, or, with 0, at an
+    evaluation that improves the val loss once ``CHECKPOINT_INTERVAL_S`` have passed since the last."""
+
+    def __init__(self, config: TrainingConfig, history: TrainingHistory) -> None:
+        self.every, self.history = config.checkpoint_every, history
+        self.best_val = min((e.val_loss for e in history.evals), default=math.inf)
+        self.last_write = time.monotonic()
+
+    def due(self, step: int, result: EvalResult | None) -> bool:
+        if step == self.history.total_steps - 1:
+            return False  # the end of training is the caller's checkpoint
+        if self.every:
+            return (step + 1) % self.every == 0
+        improved = result is not None and result.val_loss < self.best_val
+        if result is not None:
+            self.best_val = min(self.best_val, result.val_loss)
+        return improved and time.monotonic() - self.last_write >= CHECKPOINT_INTERVAL_S
+
+    def written(self) -> None:
+        self.last_write = time.monotonic()
 
 
 def train(
@@ -186,7 +218,7 @@ def train(
     progress_bar: bool = True,
     history: TrainingHistory | None = None,
 ) -> TrainingHistory:
-    """Train ``env.model``; evaluate every ``eval_freq`` steps and at the last step.
+    """Train ``env.model`` for ``config.training_steps``; evaluate every ``eval_freq`` steps and at the last.
 
     Between steps it checks ``gpt.interrupt.stop_if_signalled``, so under the entry point's
     ``stop_signals_remembered`` a Ctrl-C or SIGTERM swallowed anywhere still stops it at the next step.
@@ -197,14 +229,26 @@ def train(
     show_bar = progress_bar and sys.stderr.isatty()
     seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
     unread_losses: list[torch.Tensor] = []
+    schedule = CheckpointSchedule(config, history)
     steps_per_epoch = len(env.train_loader)
+    last_epoch = math.ceil(history.total_steps / steps_per_epoch)
     first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
+
+    def checkpoint() -> None:
+        started = time.perf_counter()
+        for callback in callbacks:
+            callback.on_checkpoint(history)
+        schedule.written()
+        history.checkpoint_seconds += time.perf_counter() - started
+
     model.train()
-    for epoch in range(first_epoch + 1, config.num_epochs + 1):
+    for epoch in range(first_epoch + 1, last_epoch + 1):
         skip = done_in_epoch if epoch == first_epoch + 1 else 0
-        batches = epoch_batches(env, history, skip)
-        batches = tqdm(batches, desc=f"Epoch {epoch}", total=steps_per_epoch, initial=skip,
+        in_epoch = min(steps_per_epoch, history.total_steps - (epoch - 1) * steps_per_epoch)  # less at a budget
+        batches = itertools.islice(epoch_batches(env, history, skip), in_epoch - skip)
+        batches = tqdm(batches, desc=f"Epoch {epoch}", total=in_epoch, initial=skip,
                        disable=not show_bar, leave=True)  # fmt: skip
+        checkpoint_after_sample = False
         started = time.perf_counter()  # a step's time includes fetching its batch
         for inputs, targets in batches:
             stop_if_signalled()
@@ -214,8 +258,9 @@ def train(
             history.step = step
             history.tokens_seen += inputs.numel()
             evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
+            checkpointing = config.checkpoint_every and schedule.due(step, None)
             logging = step % log_every == 0
-            if logging or evaluating:
+            if logging or evaluating or checkpointing:
                 # The only host sync of a training step, so the device runs ahead in between.
                 read_losses(history, unread_losses, step, lr)
             history.train_seconds += time.perf_counter() - started
@@ -233,14 +278,22 @@ def train(
                 history.evals.append(result)
                 for callback in callbacks:
                     callback.on_eval(result)
+                checkpointing = checkpointing or (not config.checkpoint_every and schedule.due(step, result))
+            if checkpointing:
+                if step == epoch * steps_per_epoch - 1:
+                    checkpoint_after_sample = True  # so that a resumed run has this epoch's sample too
+                else:
+                    checkpoint()
             started = time.perf_counter()
         if progress_bar and not show_bar:
-            print(f"Epoch {epoch}: {steps_per_epoch}/{steps_per_epoch} steps", flush=True)
+            print(f"Epoch {epoch}: {in_epoch}/{steps_per_epoch} steps", flush=True)
         sample_started = time.perf_counter()
         sample = greedy_sample(env)
         history.eval_seconds += time.perf_counter() - sample_started
         history.samples.append((epoch, sample))
         for callback in callbacks:
             callback.on_epoch_end(epoch, sample)
+        if checkpoint_after_sample:
+            checkpoint()
         stop_if_signalled()
     return history

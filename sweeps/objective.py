@@ -158,7 +158,7 @@ class TrialObjective:
         trial.set_user_attr(WORKER_ATTR, this_worker())
         config = self.space.base.update(**sampled)
         # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
-        total_steps = config.num_epochs * steps_per_epoch(self.tokens, config)
+        total_steps = config.training_steps(steps_per_epoch(self.tokens, config))
         config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
         trial.set_user_attr("config", config.to_dict())
         study_name = trial.study.study_name

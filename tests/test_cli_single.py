@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import PRESETS, read_config_file, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import TrainingCallback
-from tracking.runs import tracked_run
+from tracking.runs import holder_is_gone, process_tags, tracked_run
 from tracking.single import run_single
 from tracking.store import connect, experiment_id
 from tracking.training import train_tracked
@@ -240,13 +241,74 @@ def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finish
     process.send_signal(signal.SIGTERM)  # as a scheduler, `docker stop` or `kill PID` stop it
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 143, output
-    assert "Stopped by SIGTERM" in output and "single --resume RUN_ID" in output and "Traceback" not in output
+    assert "Stopped by SIGTERM" in output and "Traceback" not in output
 
     client = MlflowClient(store)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert f"python runner.py single --resume {run.info.run_id}" in output
     assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
     assert run.data.tags["checkpoint"] == "checkpoint/model.pt"
     resume = [*runner_py, "single", "--resume", run.info.run_id, "--tracking-uri", store]
     resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uninterrupted_losses(
+    store, verdict, tmp_path, capsys
+):
+    """SIGKILL (the OOM killer, a preempted VM): no handler runs and the run stays RUNNING. The
+    checkpoint written every 20 steps is there; --resume sees the process is gone and goes on."""
+    runner_py = [sys.executable, str(REPO / "runner.py")]
+    command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--precision", "fp32",
+               "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--eval-freq", "25",
+               "--max-steps", "700", "--checkpoint-every", "20", "--no-system-metrics"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
+    client = MlflowClient(store)
+    deadline = time.monotonic() + 120
+    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.main(["single", "--resume", run_id, "--tracking-uri", store]) == 2
+    assert f"is still RUNNING in process {process.pid}" in capsys.readouterr().err
+    process.kill()
+    process.wait(timeout=30)
+    assert client.get_run(run_id).info.status == "RUNNING", "the run ended before it could be killed"
+    killed_at = load_checkpoint(client.download_artifacts(run_id, "checkpoint/model.pt"))["step"]
+    assert killed_at < 699 and (killed_at + 1) % 20 == 0
+
+    assert runner.main(["single", "--resume", run_id, "--tracking-uri", store, "--device", "cpu"]) == 0
+    assert "which is gone; resuming it" in capsys.readouterr().out
+    assert client.get_run(run_id).info.status == "FINISHED"
+    whole = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    (whole_id,) = [r.info.run_id for r in client.search_runs([client.get_run(run_id).info.experiment_id])
+                   if r.info.run_id != run_id]  # fmt: skip
+
+    def final_history(run):
+        return load_checkpoint(client.download_artifacts(run, "checkpoint/model.pt"))["history"]
+
+    resumed, uninterrupted = final_history(run_id), final_history(whole_id)
+    assert [step for step, _ in resumed["batch_losses"]] == list(range(700))
+    assert resumed["batch_losses"] == uninterrupted["batch_losses"]
+
+    def without_speed(evals):
+        return [{k: v for k, v in e.items() if k != "tokens_per_sec"} for e in evals]
+
+    assert without_speed(resumed["evals"]) == without_speed(uninterrupted["evals"])
+    # Steps logged after the checkpoint and before the kill were trained again: logged twice, same value.
+    assert set(batch_losses(client, run_id)) == set(batch_losses(client, whole_id))
+
+
+def test_a_running_run_is_dead_only_when_its_process_is(store):
+    client = MlflowClient(store)
+    experiment = experiment_id(client, "holders")
+    assert holder_is_gone(client.create_run(experiment, tags=process_tags())) is False
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {**process_tags(), "process.pid": finished.stdout.strip()}
+    assert holder_is_gone(client.create_run(experiment, tags=dead)) is True
+    reused = {**process_tags(), "process.started": "12.00"}  # this pid, but another process's start time
+    assert holder_is_gone(client.create_run(experiment, tags=reused)) is True
+    elsewhere = {**process_tags(), "process.host": "another-machine"}
+    assert holder_is_gone(client.create_run(experiment, tags=elsewhere)) is None

@@ -193,3 +193,17 @@ def test_a_finite_space_is_searched_without_repeats_and_stops_when_used_up(tmp_p
 def test_best_of_an_unknown_study(tmp_path, store, capsys):
     assert runner.main(["best", "--study", "nothing", "--storage", str(tmp_path / "j.log")]) == 2
     assert "no Optuna storage at" in capsys.readouterr().err
+
+
+def test_a_token_budget_in_the_base_gives_every_context_length_the_same_tokens(tmp_path, store, verdict):
+    space = write_space(
+        tmp_path,
+        TINY_BASE.replace("batch_size: 8}", "batch_size: 8, max_tokens: 2048}")
+        + "params:\n  max_length: {type: categorical, choices: [16, 32]}\nsampler: grid\npruner: none\n",
+    )
+    assert sweep(space, store, verdict, "--trials", "2") == 0
+    client = MlflowClient(store)
+    children = children_of(client, study_at(tmp_path).user_attrs["mlflow_parent_run_id"])
+    steps = {r.data.params["max_length"]: r.data.params["total_steps"] for r in children}
+    assert steps == {"16": "16", "32": "8"}  # 2048 tokens in batches of 8 windows
+    assert {r.data.metrics["tokens_seen"] for r in children} == {2048}

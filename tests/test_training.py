@@ -140,3 +140,63 @@ def test_training_alone_leaves_the_ctrl_c_handler_and_the_unraisable_hook_alone(
     seen = set()
     train(tiny_env(), [Watch()], progress_bar=False)
     assert seen == {(signal.getsignal(signal.SIGINT), sys.unraisablehook)}
+
+
+def test_a_step_budget_spans_epochs_and_ends_with_an_evaluation(tiny_env):
+    per_epoch = len(tiny_env().train_loader)
+    budget = per_epoch + 3  # one epoch and a bit: the second stops early
+    recorder = Recorder()
+    history = train(tiny_env(num_epochs=10, max_steps=budget), [recorder], progress_bar=False)
+    assert history.total_steps == budget and history.step == budget - 1
+    assert [step for step, _ in history.batch_losses] == list(range(budget))
+    assert recorder.evals[-1].step == budget - 1 and recorder.evals[-1].progress == 1.0
+    assert [epoch for epoch, _ in recorder.epochs] == [1, 2]  # the cut epoch still gets its sample
+
+
+def test_a_token_budget_rounds_up_to_whole_batches_and_the_tighter_budget_wins(tiny_env):
+    tokens_per_step = 16 * 32
+    env = tiny_env(max_tokens=3 * tokens_per_step + 1)
+    assert train(env, progress_bar=False).tokens_seen == 4 * tokens_per_step
+    assert tiny_env(max_tokens=10 * tokens_per_step, max_steps=2).config.training_steps(100) == 2
+    assert tiny_env(num_epochs=3).config.training_steps(7) == 21  # no budget: the epochs
+    with pytest.raises(ConfigError, match="max_tokens must be >= 0"):
+        tiny_env(max_tokens=-1)
+
+
+class CheckpointRecorder(TrainingCallback):
+    def __init__(self):
+        self.at = []  # (step, steps whose losses the history holds, samples so far)
+
+    def on_checkpoint(self, history):
+        self.at.append((history.step, len(history.batch_losses), len(history.samples)))
+
+
+def test_checkpoint_every_n_steps_sees_every_loss_so_far(tiny_env):
+    env = tiny_env(num_epochs=2, checkpoint_every=4)
+    per_epoch = len(env.train_loader)
+    recorder = CheckpointRecorder()
+    train(env, [recorder], log_every=100, progress_bar=False)
+    last = 2 * per_epoch - 1
+    due = [step for step in range(last) if (step + 1) % 4 == 0]  # the last step is left to the caller
+    assert [step for step, _, _ in recorder.at] == due
+    assert all(losses == step + 1 for step, losses, _ in recorder.at)
+    # A checkpoint due at an epoch's last step waits for that epoch's sample.
+    assert all(samples == (step + 1) // per_epoch for step, _, samples in recorder.at)
+
+
+def test_by_default_improving_evaluations_checkpoint_at_most_every_interval(tiny_env, monkeypatch):
+    recorder = Recorder()
+    checkpoints = CheckpointRecorder()
+    train(tiny_env(num_epochs=2, learning_rate=3e-3), [recorder, checkpoints], progress_bar=False)
+    assert checkpoints.at == []  # a run shorter than the interval writes only its final checkpoint
+
+    monkeypatch.setattr("gpt.training.CHECKPOINT_INTERVAL_S", 0.0)
+    recorder, checkpoints = Recorder(), CheckpointRecorder()
+    env = tiny_env(num_epochs=2, learning_rate=3e-3)
+    train(env, [recorder, checkpoints], progress_bar=False)
+    best, improving = math.inf, []
+    for result in recorder.evals[:-1]:
+        if result.val_loss < best:
+            improving.append(result.step)
+        best = min(best, result.val_loss)
+    assert improving and [step for step, _, _ in checkpoints.at] == improving

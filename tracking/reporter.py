@@ -7,7 +7,7 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from gpt.training import EvalResult, TrainingCallback
+from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from tracking.runs import metrics_at
 
 
@@ -56,6 +56,9 @@ class MlflowReporter(TrainingCallback):
             },
         )
         self.flush_if_due()
+
+    def on_checkpoint(self, history: TrainingHistory) -> None:
+        self.flush()  # the store then holds every loss the checkpoint does
 
     def on_epoch_end(self, epoch: int, sample: str) -> None:
         self.flush()

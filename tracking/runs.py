@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
 from gpt.environment import Environment
 from gpt.errors import one_line
@@ -48,6 +51,31 @@ def context_tags() -> dict[str, str]:
     return tags
 
 
+def process_tags() -> dict[str, str]:
+    """Which process on which machine holds a run open, so that a run left RUNNING can be told dead."""
+    return {
+        "process.host": socket.gethostname(),
+        "process.pid": str(os.getpid()),
+        "process.started": f"{psutil.Process().create_time():.2f}",
+    }
+
+
+def holder_is_gone(run: Run) -> bool | None:
+    """Whether the process that last opened a RUNNING ``run`` has died (SIGKILL, the OOM killer).
+
+    True or False on the machine that ran it; None elsewhere, where no process can be checked.
+    A pid reused by a later process does not count as alive: its start time differs.
+    """
+    tags = run.data.tags
+    if tags.get("process.host") != socket.gethostname() or "process.pid" not in tags:
+        return None
+    try:
+        started = psutil.Process(int(tags["process.pid"])).create_time()
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    return f"{started:.2f}" != tags.get("process.started")
+
+
 def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:
     """The run's description in MLflow's UI (the ``mlflow.note.content`` tag), in markdown."""
     client.set_tag(run_id, "mlflow.note.content", markdown)
@@ -69,9 +97,11 @@ def tracked_run(
     ``system_metrics`` the machine's CPU, memory and GPU use are logged while it runs.
     """
     if run_id is None:
-        run_id = client.create_run(experiment, run_name=run_name, tags={**context_tags(), **(tags or {})}).info.run_id
+        all_tags = {**context_tags(), **process_tags(), **(tags or {})}
+        run_id = client.create_run(experiment, run_name=run_name, tags=all_tags).info.run_id
     else:
         client.update_run(run_id, status="RUNNING")
+        set_tags(client, run_id, process_tags())
     try:
         with system_metrics_logged(client.tracking_uri, run_id) if system_metrics else contextlib.nullcontext():
             yield run_id
@@ -102,6 +132,7 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
         "total_tokens": env.tokens.total_tokens,
         "train_tokens": len(env.tokens.train_ids),
         "val_tokens": len(env.tokens.val_ids),
+        "total_steps": env.config.training_steps(len(env.train_loader)),
         "device": str(env.device),
         "resolved_precision": env.precision,
         "git_commit": git_commit(),

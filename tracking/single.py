@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
@@ -16,7 +18,7 @@ from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
 from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps
 from tracking.models import download_checkpoint
-from tracking.runs import log_params, run_params, set_description, tracked_run
+from tracking.runs import holder_is_gone, log_params, run_params, set_description, tracked_run
 from tracking.store import DEFAULT_EXPERIMENT, connect, experiment_id
 from tracking.training import train_tracked
 
@@ -59,13 +61,21 @@ def describe_result(history: TrainingHistory) -> str:
     )
 
 
+def training_length(env: Environment) -> str:
+    """``3 epochs``, or with a budget ``1,000 steps (2.5 epochs)``."""
+    steps, epochs = total_steps(env), env.config.num_epochs
+    if env.config.max_steps or env.config.max_tokens:
+        return f"{steps:,} steps ({steps / len(env.train_loader):.3g} epochs)"
+    return f"{epochs} epoch{'s' if epochs != 1 else ''}"
+
+
 def run_description(env: Environment, mode: str, history: TrainingHistory | None = None) -> str:
     """The run's description in MLflow's UI: what was trained and, once done, how it went."""
     model = env.config.model
     lines = [
         f"**Single run**, mode `{mode}`: {count_parameters(env.model):,} parameters ({model.n_layers} layers, "
         f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}), "
-        f"{env.config.num_epochs} epoch{'s' if env.config.num_epochs != 1 else ''} on {env.device.type} "
+        f"{training_length(env)} on {env.device.type} "
         f"in {env.precision}.",
         "",
     ]
@@ -115,12 +125,25 @@ def run_single(
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
         set_description(client, run_id, run_description(env, mode))
-        history = train_tracked(env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir)
+        with resume_hint(run_id):
+            history = train_tracked(
+                env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir
+            )
         click.echo(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
         click.echo(describe_result(history))
         set_description(client, run_id, run_description(env, mode, history))
     click.echo(how_to_open(client, experiment, run_id))
     return SingleRunResult(run_id, exp_id, history)
+
+
+@contextmanager
+def resume_hint(run_id: str) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, name the command that continues this very run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"Continue this run with: python runner.py single --resume {run_id}", err=True)
+        raise
 
 
 def check_outputs(log_every: int, output_dir: Path) -> None:
@@ -132,6 +155,22 @@ def check_outputs(log_every: int, output_dir: Path) -> None:
         raise ConfigError(f"cannot use output folder {output_dir}: {exc.strerror}") from None
 
 
+def check_left_running(run: Run, force: bool) -> None:
+    """Refuse to resume a RUNNING run whose process may still be training it."""
+    gone, tags = holder_is_gone(run), run.data.tags
+    where = f"process {tags.get('process.pid', '?')} on {tags.get('process.host', 'an unknown machine')}"
+    if gone is False:
+        raise UserError(
+            f"MLflow run {run.info.run_id} is still RUNNING in {where}; stop it first (Ctrl-C keeps its checkpoint)"
+        )
+    if gone is None and not force:
+        raise UserError(
+            f"MLflow run {run.info.run_id} is RUNNING in {where}, which this machine cannot check; "
+            "if it is gone, resume with --force"
+        )
+    click.echo(f"MLflow run {run.info.run_id} was left RUNNING by {where}, which is gone; resuming it")
+
+
 def resume_single(
     run_id: str,
     device: str = "auto",
@@ -139,14 +178,19 @@ def resume_single(
     tracking_uri: str | None = None,
     output_dir: Path = Path("."),
     system_metrics: bool = True,
+    force: bool = False,
 ) -> SingleRunResult:
-    """Continue a stopped run from its last checkpoint, in the same MLflow run, its steps going on."""
+    """Continue a stopped run from its last checkpoint, in the same MLflow run, its steps going on.
+
+    A run left RUNNING by a process that died without closing it (SIGKILL, the OOM killer) is
+    resumed too; one left RUNNING on another machine only with ``force``, as this one cannot tell.
+    """
     check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
     checkpoint = download_checkpoint(client, run_id)  # also: the run exists and has a checkpoint
     run = client.get_run(run_id)
     if run.info.status == "RUNNING":
-        raise UserError(f"MLflow run {run_id} is still RUNNING; stop it first (Ctrl-C keeps its checkpoint)")
+        check_left_running(run, force)
     config = TrainingConfig.from_dict(checkpoint["config"])
     env = prepare_environment(config, run.data.params.get("data_source"), device)
     if env.tokens.sha256 != run.data.params.get("data_sha256"):
@@ -162,9 +206,10 @@ def resume_single(
     click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
     with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=system_metrics):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
-        history = train_tracked(
-            env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history
-        )
+        with resume_hint(run_id):
+            history = train_tracked(
+                env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history
+            )
         click.echo(describe_result(history))
         set_description(client, run_id, run_description(env, run.data.params.get("mode", "resumed"), history))
     return SingleRunResult(run_id, run.info.experiment_id, history)

@@ -42,17 +42,20 @@ def train_tracked(
 ) -> TrainingHistory:
     """Train with every eval in MLflow, then log the plot, config and (optionally) the checkpoint.
 
-    On Ctrl-C the checkpoint of the last completed step is still logged before the
-    interrupt goes on up, so a killed run keeps its weights. ``history`` continues a resumed run.
-    With ``plotter`` the loss plot is drawn and uploaded there, off the training thread.
+    With ``keep_checkpoint`` the run's checkpoint is also rewritten as training goes
+    (``checkpoint_every``), so a run killed outright resumes from there; on Ctrl-C or SIGTERM the
+    checkpoint of the last completed step is logged before the interrupt goes on up.
+    ``history`` continues a resumed run. With ``plotter`` the loss plot is drawn and uploaded
+    there, off the training thread.
     """
     history = history if history is not None else TrainingHistory()
     with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
         client.log_artifact(run_id, str(write_config_file(env.config, Path(scratch) / "config.yaml")))
     reporter = MlflowReporter(client, run_id)
+    periodic = [RunCheckpointer(env, client, run_id)] if keep_checkpoint else []
     stopped = ""  # why training ended early, for the plot's title
     try:
-        train(env, [reporter, *callbacks], log_every, progress_bar, history)
+        train(env, [reporter, *periodic, *callbacks], log_every, progress_bar, history)
     except KeyboardInterrupt:
         stopped = f"stopped by {stopped_by()}"
         if keep_checkpoint and history.step >= 0:
@@ -128,6 +131,16 @@ def log_checkpoint(
             path = save_checkpoint(Path(scratch) / "model.pt", env, history, resumable)
             client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
     client.set_tag(run_id, "checkpoint", CHECKPOINT_FILE)
+
+
+class RunCheckpointer(TrainingCallback):
+    """Writes the run's resumable checkpoint whenever the training loop says one is due."""
+
+    def __init__(self, env: Environment, client: MlflowClient, run_id: str) -> None:
+        self.env, self.client, self.run_id = env, client, run_id
+
+    def on_checkpoint(self, history: TrainingHistory) -> None:
+        log_checkpoint(self.env, self.client, self.run_id, history)
 
 
 def delete_checkpoint(client: MlflowClient, run_id: str, reason: str) -> bool:

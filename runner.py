@@ -173,10 +173,14 @@ def single(
     **flags,
 ) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
+    from gpt.device import choose_device
+    from gpt.distributed import join_torchrun_group, leave_group
     from tracking.single import resume_single, run_single
     from tracking.store import DEFAULT_EXPERIMENT
 
     tune_process()
+    if resume_run and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("--resume runs in one process, not under torchrun")
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
         given += [
@@ -191,18 +195,23 @@ def single(
     file_values = read_config_file(config_file) if config_file else None
     overrides = {name: value for name, value in flags.items() if value is not None}
     config = resolve_config(mode, file_values, overrides)
-    run_single(
-        config,
-        mode,
-        data,
-        device,
-        log_every,
-        experiment or DEFAULT_EXPERIMENT,
-        tracking_uri,
-        run_name,
-        output_dir,
-        system_metrics=system_metrics,
-    )
+    group = join_torchrun_group(choose_device(device)[0])  # None unless started by torchrun
+    try:
+        run_single(
+            config,
+            mode,
+            data,
+            device,
+            log_every,
+            experiment or DEFAULT_EXPERIMENT,
+            tracking_uri,
+            run_name,
+            output_dir,
+            system_metrics=system_metrics,
+            group=group,
+        )
+    finally:
+        leave_group()
 
 
 @cli.command()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import tiktoken
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText, create_dataloaders, gpt2_encoding, load_source, tokenize
 from gpt.device import choose_device, resolve_precision
+from gpt.distributed import ProcessGroup
 from gpt.errors import ConfigError
 from gpt.model import GPTModel
 
@@ -28,6 +32,11 @@ class Environment:
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
     val_loader: DataLoader
+    group: ProcessGroup | None = None  # set when several processes train this model
+    train_model: nn.Module | None = None  # what training steps call: the model, or its DDP wrapper
+
+    def __post_init__(self) -> None:
+        self.train_model = self.train_model or self.model
 
 
 def load_tokens(
@@ -45,12 +54,23 @@ def prepare_environment(
     tokenizer: tiktoken.Encoding | None = None,
     tokens: TokenizedText | None = None,
     cache_dir: Path | None = None,
+    group: ProcessGroup | None = None,
 ) -> Environment:
-    """Device, data loaders, a freshly seeded model and its AdamW optimizer."""
+    """Device, data loaders, a freshly seeded model and its AdamW optimizer.
+
+    With ``group`` the model is wrapped in DistributedDataParallel for the training steps,
+    on this process's GPU, and each process's dropout draws its own masks.
+    """
     torch_device, reason = choose_device(device)
+    if group is not None:
+        group.check_batch_size(config.batch_size)
+        if torch_device.type == "cuda":
+            torch_device = torch.device("cuda", group.local_rank)
+        reason += f"; process {group.rank} of {group.world_size}"
     precision = resolve_precision(config.precision, torch_device)
     if tokens is None or tokenizer is None:
-        tokens, tokenizer = load_tokens(data, tokenizer, cache_dir)
+        with group.main_first() if group else contextlib.nullcontext():  # tokenized once, not per process
+            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir)
     if config.model.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
             f"vocab_size ({config.model.vocab_size}) is smaller than the tokenizer's vocabulary ({tokenizer.n_vocab})"
@@ -66,6 +86,11 @@ def prepare_environment(
     )
     if config.compile:
         model.compile()  # in place, so state_dict keys and checkpoints stay the same
+    train_model = model
+    if group is not None:
+        train_model = DistributedDataParallel(model, device_ids=[torch_device.index] if on_cuda else None)
+        torch.manual_seed(config.seed + group.rank)  # rank 0 draws as one process would; the others differ
     return Environment(
-        config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, val_loader
-    )
+        config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, val_loader,
+        group, train_model,
+    )  # fmt: skip

@@ -100,11 +100,13 @@ def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> flo
     return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
 
 
-def batch_loss(env: Environment, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``env.model`` on one batch, moved to its device."""
+def batch_loss(
+    env: Environment, inputs: torch.Tensor, targets: torch.Tensor, model: nn.Module | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of ``model`` (``env.model`` unless given) on one batch, moved to its device."""
     inputs, targets = inputs.to(env.device), targets.to(env.device)  # (B, T) each
     with autocast(env.device, env.precision):
-        logits = env.model(inputs)  # (B, T, vocab)
+        logits = (model or env.model)(inputs)  # (B, T, vocab)
     return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
@@ -147,11 +149,17 @@ def greedy_sample(env: Environment) -> str:
 
 
 def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
-    """One optimizer step; the loss stays on the device so the step causes no host sync."""
+    """One optimizer step; the loss stays on the device so the step causes no host sync.
+
+    Under several processes this one trains on its shard of the batch, and DDP averages
+    the gradients over all of them during ``backward``.
+    """
     for group in env.optimizer.param_groups:
         group["lr"] = lr
     env.optimizer.zero_grad(set_to_none=True)
-    loss = batch_loss(env, inputs, targets)
+    if env.group is not None:
+        inputs, targets = env.group.shard(inputs), env.group.shard(targets)  # (B / world, T) each
+    loss = batch_loss(env, inputs, targets, env.train_model)
     loss.backward()
     if env.config.grad_clip > 0:
         nn.utils.clip_grad_norm_(env.model.parameters(), env.config.grad_clip)
@@ -159,10 +167,18 @@ def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr
     return loss.detach()
 
 
-def read_losses(history: TrainingHistory, unread: list[torch.Tensor], last_step: int, lr: float) -> None:
-    """Move the losses of the steps up to ``last_step`` into ``history``; a NaN or inf stops training."""
+def read_losses(
+    env: Environment, history: TrainingHistory, unread: list[torch.Tensor], last_step: int, lr: float
+) -> None:
+    """Move the losses of the steps up to ``last_step`` into ``history``; a NaN or inf stops training.
+
+    Under several processes each step's loss is averaged over them: the loss of the whole batch.
+    """
     first_step = last_step - len(unread) + 1
-    for step, value in enumerate(torch.stack(unread).tolist(), start=first_step):
+    losses = torch.stack(unread)
+    if env.group is not None:
+        losses = env.group.mean(losses)
+    for step, value in enumerate(losses.tolist(), start=first_step):
         if not math.isfinite(value):
             raise NonFiniteLossError(f"loss became {value} at step {step} (learning_rate {lr:.3g})")
         history.batch_losses.append((step, value))
@@ -262,7 +278,7 @@ def train(
             logging = step % log_every == 0
             if logging or evaluating or checkpointing:
                 # The only host sync of a training step, so the device runs ahead in between.
-                read_losses(history, unread_losses, step, lr)
+                read_losses(env, history, unread_losses, step, lr)
             history.train_seconds += time.perf_counter() - started
             if logging:
                 for callback in callbacks:

@@ -134,6 +134,7 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
         "val_tokens": len(env.tokens.val_ids),
         "total_steps": env.config.training_steps(len(env.train_loader)),
         "device": str(env.device),
+        "world_size": env.group.world_size if env.group else 1,
         "resolved_precision": env.precision,
         "git_commit": git_commit(),
         **(extra or {}),

@@ -13,10 +13,11 @@ from mlflow.entities import Run
 
 from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
+from gpt.distributed import ProcessGroup
 from gpt.environment import Environment, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
-from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps
+from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps, train
 from tracking.models import download_checkpoint
 from tracking.runs import holder_is_gone, log_params, run_params, set_description, tracked_run
 from tracking.store import DEFAULT_EXPERIMENT, connect, experiment_id
@@ -69,13 +70,17 @@ def training_length(env: Environment) -> str:
     return f"{epochs} epoch{'s' if epochs != 1 else ''}"
 
 
+def processes(env: Environment) -> str:
+    return f"{env.group.world_size} processes, each on " if env.group else ""
+
+
 def run_description(env: Environment, mode: str, history: TrainingHistory | None = None) -> str:
     """The run's description in MLflow's UI: what was trained and, once done, how it went."""
     model = env.config.model
     lines = [
         f"**Single run**, mode `{mode}`: {count_parameters(env.model):,} parameters ({model.n_layers} layers, "
         f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}), "
-        f"{training_length(env)} on {env.device.type} "
+        f"{training_length(env)} on {processes(env)}{env.device.type} "
         f"in {env.precision}.",
         "",
     ]
@@ -114,11 +119,19 @@ def run_single(
     output_dir: Path = Path("."),
     callbacks: Sequence[TrainingCallback] = (),
     system_metrics: bool = True,
-) -> SingleRunResult:
-    """Check the store, ready data and model, then train inside one MLflow run."""
+    group: ProcessGroup | None = None,
+) -> SingleRunResult | None:
+    """Check the store, ready data and model, then train inside one MLflow run.
+
+    Under torchrun (``group``) rank 0 does all that; the other processes train their shards
+    beside it, untracked, and return None.
+    """
+    if group is not None and not group.is_main:
+        train(prepare_environment(config, data, device, group=group), progress_bar=False)
+        return None
     check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
-    env = prepare_environment(config, data, device)
+    env = prepare_environment(config, data, device, group=group)
     click.echo(describe_environment(env))
     exp_id = experiment_id(client, experiment)
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}, system_metrics=system_metrics) as run_id:

@@ -5,15 +5,16 @@
 Prints one table: training tokens/s of the plain fp32 baseline (``benchmarks/plain_gpt.py``)
 and of the project's own path for the quick model and the 124M model (context 256,
 batch 2), their ratio, the achieved FLOP/s as a fraction of this machine's measured
-fp32 and bf16 matmul peaks, MLflow tracking overhead, ``runner.py --help`` start-up
-and the end-to-end wall time of ``single --mode quick``. Training speed is measured
-on random token ids (speed does not depend on the text); tracking and end-to-end use
-``--data``. ``--tiny`` shrinks every part so the test suite can run it in seconds.
+fp32 and bf16 matmul peaks, MLflow tracking overhead, ``runner.py --help`` start-up,
+and whole runs end to end: ``single`` quick for 3 epochs and full for 1 against the plain
+script (``benchmarks/plain_run.py``) on the same config file, data, batches and
+evaluations. Training speed is measured on random token ids (speed does not depend on
+the text); tracking and end-to-end use ``--data``. ``--tiny`` shrinks every part so the
+test suite can run it in seconds.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,8 +27,8 @@ import click
 import torch
 
 from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
-from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig
-from gpt.data import TokenizedText
+from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig, resolve_config, write_config_file
+from gpt.data import TokenizedText, load_source
 from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
 from gpt.environment import load_tokens, prepare_environment
 from gpt.model import GPTModel, count_parameters
@@ -37,6 +38,7 @@ from runner import tune_process
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_124M = ModelConfig(context_length=256)
 TRACKING_PAIRS = 4
+END_TO_END = (("quick", 3), ("full", 1))  # (mode, epochs) timed as whole processes
 TINY = ModelConfig(vocab_size=512, context_length=32, emb_dim=32, n_heads=2, n_layers=2)
 
 
@@ -164,9 +166,11 @@ def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> 
     return min(times[False]), min(times[True])
 
 
-def command_seconds(args: list[str], cwd: Path) -> float:
+def command_seconds(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "runner.py"), *args], cwd=cwd, check=True, capture_output=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return time.perf_counter() - started
 
 
@@ -193,6 +197,9 @@ def human(value: float) -> str:
 )
 @click.option("--batch-size-124m", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--skip-tracking", is_flag=True, help="Skip the MLflow and CLI parts (a machine without them).")
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="End-to-end runs of each (best)."
+)
 @click.option("--tiny", is_flag=True, help="Tiny models and runs: checks the benchmark works, measures nothing useful.")
 def main(
     data: str | None,
@@ -202,6 +209,7 @@ def main(
     steps: int,
     batch_size_124m: int,
     skip_tracking: bool,
+    repeats: int,
     tiny: bool,
 ) -> None:
     torch_device, reason = choose_device(device)
@@ -238,23 +246,48 @@ def main(
     if skip_tracking:
         return
     print()
-    config = PRESETS["quick"]
-    quick_args = ["single", "--mode", "quick", "--device", device]
-    if tiny:
-        shrink = {"num_epochs": 1, "max_length": 16, "stride": 512, "emb_dim": 16, "n_layers": 1}
-        config = config.update(**shrink)
-        quick_args += [arg for name, value in shrink.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    shrink = (
+        {"max_length": 16, "stride": 512, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "eval_iter": 1} if tiny else {}
+    )
+    config = PRESETS["quick"].update(num_epochs=1, **shrink)
     untracked, tracked = tracking_overhead(data, config, device)
     print(
         f"tracking overhead (quick run, MLflow reporter on a SQLite store): {untracked:.2f} s -> {tracked:.2f} s, "
         f"{(tracked - untracked) / untracked:+.1%}"
     )
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
-        help_s = min(command_seconds(["--help"], Path(folder)) for _ in range(3))
+        help_s = min(
+            command_seconds([sys.executable, str(ROOT / "runner.py"), "--help"], Path(folder)) for _ in range(3)
+        )
         print(f"runner.py --help: {help_s:.2f} s")
-        data_args = ["--data", str(Path(data).resolve()) if os.path.exists(data) else data] if data else []
-        wall = command_seconds([*quick_args, *data_args], Path(folder))
-        print(f"runner.py {' '.join(quick_args)}: {wall:.1f} s end to end")
+        print()
+        print_end_to_end(data, device, shrink, repeats, Path(folder))
+
+
+def print_end_to_end(data: str | None, device: str, shrink: dict, repeats: int, folder: Path) -> None:
+    """Whole processes, plain script against ``runner.py single``, on one config file each, alternated."""
+    from tracking.store import connect
+
+    text = load_source(data).path  # the plain script reads a local file
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    connect(store)  # an existing store, as after a user's first run
+    print(f"end to end, whole processes (best of {repeats}; the project's token cache filled by its first run):")
+    print(f"{'run':<22}{'plain s':>9}{'project s':>11}{'speed-up':>10}")
+    for mode, epochs in END_TO_END:
+        config_file = write_config_file(
+            resolve_config(mode, None, {"num_epochs": epochs, **shrink}), folder / f"{mode}.yaml"
+        )
+        plain = [sys.executable, "-m", "benchmarks.plain_run", "--config", str(config_file), "--data", str(text),
+                 "--out", str(folder / "plain")]  # fmt: skip
+        project = [sys.executable, str(ROOT / "runner.py"), "single", "--mode", mode, "--config", str(config_file),
+                   "--data", str(text), "--device", device, "--tracking-uri", store]  # fmt: skip
+        times: dict[str, list[float]] = {"plain": [], "project": []}
+        for _ in range(repeats):
+            times["plain"].append(command_seconds(plain, ROOT))
+            times["project"].append(command_seconds(project, folder))
+        best_plain, best_project = min(times["plain"]), min(times["project"])
+        label = f"{mode}, {epochs} epoch{'s' if epochs > 1 else ''}"
+        print(f"{label:<22}{best_plain:>9.1f}{best_project:>11.1f}{best_plain / best_project:>9.2f}x")
 
 
 if __name__ == "__main__":

@@ -106,8 +106,7 @@ def batch_loss(
     """Mean cross-entropy of ``model`` (``env.model`` unless given) on one batch, moved to its device."""
     inputs, targets = inputs.to(env.device), targets.to(env.device)  # (B, T) each
     with autocast(env.device, env.precision):
-        logits = (model or env.model)(inputs)  # (B, T, vocab)
-    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return (model or env.model)(inputs, targets)  # ()
 
 
 @torch.no_grad()

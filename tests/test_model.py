@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig
+from gpt.loss import head_cross_entropy
 from gpt.model import GPTModel, count_parameters
 
 
@@ -37,3 +38,21 @@ def test_too_long_input_is_refused():
     model = GPTModel(ModelConfig(vocab_size=50, context_length=4, emb_dim=8, n_heads=2, n_layers=1))
     with pytest.raises(ValueError, match="exceeds context_length 4"):
         model(torch.zeros(1, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_chunked_head_cross_entropy_equals_the_full_logits_one(monkeypatch, grad):
+    monkeypatch.setattr("gpt.loss.CPU_CHUNK_ELEMENTS", 7 * 300)  # chunks of 16 rows (the width): the last one short
+    torch.manual_seed(0)
+    hidden = torch.randn(50, 16, requires_grad=grad)
+    weight = torch.randn(300, 16, requires_grad=grad)
+    targets = torch.randint(0, 300, (50,))
+    with torch.set_grad_enabled(grad):
+        chunked = head_cross_entropy(hidden, weight, targets)
+    expected = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    assert chunked.item() == pytest.approx(expected.item(), rel=1e-6)
+    if grad:
+        chunked_grads = torch.autograd.grad(2 * chunked, (hidden, weight))
+        expected_grads = torch.autograd.grad(2 * expected, (hidden, weight))
+        for ours, theirs in zip(chunked_grads, expected_grads, strict=True):
+            assert torch.allclose(ours, theirs, atol=1e-6)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import tiktoken
 import torch
-from torch import nn
 
 from gpt.config import STRATEGIES
 from gpt.errors import ConfigError
+from gpt.model import GPTModel
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
 
 @torch.no_grad()
 def generate(
-    model: nn.Module,
+    model: GPTModel,
     idx: torch.Tensor,
     max_new_tokens: int,
     context_size: int,
@@ -99,7 +99,7 @@ def generate(
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (got {top_p})")
     for _ in range(max_new_tokens):
-        logits = model(idx[:, -context_size:])[:, -1, :]
+        logits = model.next_token_logits(idx[:, -context_size:])  # (B, vocab)
         logits = _filter_logits(logits, top_k, top_p)
         if temperature > 0:
             probs = torch.softmax(logits / temperature, dim=-1)
@@ -113,7 +113,7 @@ def generate(
 
 
 def continue_text(
-    model: nn.Module,
+    model: GPTModel,
     tokenizer: tiktoken.Encoding,
     prompt: str,
     settings: SamplingSettings | None = None,

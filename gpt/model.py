@@ -71,15 +71,23 @@ class GPTModel(nn.Module):
         self.final_norm = nn.LayerNorm(config.emb_dim)
         self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
 
-    def forward(self, in_idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Token ids (batch, tokens) to next-token logits (batch, tokens, vocab); given the
-        ``targets`` (batch, tokens), to their mean cross-entropy instead, without making all the logits."""
+    def hidden_states(self, in_idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (batch, tokens) to the final normalised states the head reads (batch, tokens, emb)."""
         tokens = in_idx.shape[1]
         if tokens > self.config.context_length:
             raise ValueError(f"sequence of {tokens} tokens exceeds context_length {self.config.context_length}")
         positions = torch.arange(tokens, device=in_idx.device)  # (T,)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))  # (B, T, C)
-        x = self.final_norm(self.trf_blocks(x))  # (B, T, C)
+        return self.final_norm(self.trf_blocks(x))  # (B, T, C)
+
+    def next_token_logits(self, in_idx: torch.Tensor) -> torch.Tensor:
+        """Logits of the token after each sequence (batch, vocab): the head runs at the last position only."""
+        return self.out_head(self.hidden_states(in_idx)[:, -1])  # (B, C) -> (B, vocab)
+
+    def forward(self, in_idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids (batch, tokens) to next-token logits (batch, tokens, vocab); given the
+        ``targets`` (batch, tokens), to their mean cross-entropy instead, without making all the logits."""
+        x = self.hidden_states(in_idx)  # (B, T, C)
         if targets is None:
             return self.out_head(x)  # (B, T, vocab)
         return head_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())  # (B*T, C) -> ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,15 +139,22 @@ def run_single(
         click.echo(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
         set_description(client, run_id, run_description(env, mode))
-        with resume_hint(run_id):
+        with resume_hint(run_id), plot_beside() as plotter:
             history = train_tracked(
-                env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir
+                env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir, plotter=plotter
             )
         click.echo(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
         click.echo(describe_result(history))
         set_description(client, run_id, run_description(env, mode, history))
     click.echo(how_to_open(client, experiment, run_id))
     return SingleRunResult(run_id, exp_id, history)
+
+
+@contextmanager
+def plot_beside() -> Iterator[Executor]:
+    """A thread that draws the loss plot while the checkpoint is written; the block ends once it is done."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plot") as plotter:
+        yield plotter
 
 
 @contextmanager
@@ -219,10 +227,11 @@ def resume_single(
     click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
     with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=system_metrics):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
-        with resume_hint(run_id):
+        with resume_hint(run_id), plot_beside() as plotter:
             history = train_tracked(
-                env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history
-            )
+                env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history,
+                plotter=plotter,
+            )  # fmt: skip
         click.echo(describe_result(history))
         set_description(client, run_id, run_description(env, run.data.params.get("mode", "resumed"), history))
     return SingleRunResult(run_id, run.info.experiment_id, history)

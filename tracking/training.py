@@ -19,7 +19,6 @@ from gpt.environment import Environment
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.model import count_parameters
-from gpt.plotting import plot_losses
 from gpt.training import TrainingCallback, TrainingHistory, train
 from tracking.reporter import MlflowReporter
 from tracking.runs import log_metrics, set_tags
@@ -73,7 +72,7 @@ def train_tracked(
             if plotter is None:
                 log_loss_plot(client, run_id, history, parameters, stopped, plot_dir)
             else:
-                plotter.submit(log_loss_plot, client, run_id, history, parameters, stopped).add_done_callback(
+                plotter.submit(log_loss_plot, client, run_id, history, parameters, stopped, plot_dir).add_done_callback(
                     _report_failure
                 )
     if keep_checkpoint:
@@ -93,6 +92,8 @@ def log_loss_plot(
 
     ``stopped`` says why training ended early (``pruned at 3/10 of training``), in the title.
     """
+    from gpt.plotting import plot_losses  # matplotlib loads here, off the training thread where a plotter is used
+
     title = f"{client.get_run(run_id).info.run_name} ({parameters:,} parameters)" + (f": {stopped}" if stopped else "")
     with tempfile.TemporaryDirectory(prefix="gpt-plot-") as scratch:
         plot = plot_losses(history, (folder or Path(scratch)) / "training_losses.png", title)

@@ -212,15 +212,20 @@ class CheckpointSchedule:
         self.best_val = min((e.val_loss for e in history.evals), default=math.inf)
         self.last_write = time.monotonic()
 
-    def due(self, step: int, result: EvalResult | None) -> bool:
-        if step == self.history.total_steps - 1:
-            return False  # the end of training is the caller's checkpoint
-        if self.every:
-            return (step + 1) % self.every == 0
-        improved = result is not None and result.val_loss < self.best_val
-        if result is not None:
-            self.best_val = min(self.best_val, result.val_loss)
-        return improved and time.monotonic() - self.last_write >= CHECKPOINT_INTERVAL_S
+    def due_after_step(self, step: int) -> bool:
+        """With ``checkpoint_every`` N: after every Nth step (the last step is the caller's)."""
+        return bool(self.every) and (step + 1) % self.every == 0 and step != self.history.total_steps - 1
+
+    def due_after_eval(self, result: EvalResult) -> bool:
+        """Without: after an evaluation that beats every earlier one, once the interval has passed."""
+        improved = result.val_loss < self.best_val
+        self.best_val = min(self.best_val, result.val_loss)
+        return (
+            not self.every
+            and improved
+            and result.step != self.history.total_steps - 1
+            and time.monotonic() - self.last_write >= CHECKPOINT_INTERVAL_S
+        )
 
     def written(self) -> None:
         self.last_write = time.monotonic()
@@ -273,7 +278,7 @@ def train(
             history.step = step
             history.tokens_seen += inputs.numel()
             evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
-            checkpointing = config.checkpoint_every and schedule.due(step, None)
+            checkpointing = schedule.due_after_step(step)
             logging = step % log_every == 0
             if logging or evaluating or checkpointing:
                 # The only host sync of a training step, so the device runs ahead in between.
@@ -293,7 +298,7 @@ def train(
                 history.evals.append(result)
                 for callback in callbacks:
                     callback.on_eval(result)
-                checkpointing = checkpointing or (not config.checkpoint_every and schedule.due(step, result))
+                checkpointing = schedule.due_after_eval(result) or checkpointing
             if checkpointing:
                 if step == epoch * steps_per_epoch - 1:
                     checkpoint_after_sample = True  # so that a resumed run has this epoch's sample too

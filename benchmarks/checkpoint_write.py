@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.options import data_option
 from gpt.checkpoint import save_checkpoint
 from gpt.config import MODES, resolve_config
 from gpt.environment import prepare_environment
@@ -23,7 +24,7 @@ from runner import tune_process
 
 @click.command()
 @click.option("--mode", type=click.Choice(MODES), default="full", show_default=True)
-@click.option("--data", default=None, help="Training text (default: The Verdict).")
+@data_option
 @click.option(
     "--folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Where to write."
 )

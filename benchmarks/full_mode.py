@@ -12,6 +12,7 @@ import time
 
 import click
 
+from benchmarks.options import data_option
 from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import train
@@ -22,7 +23,7 @@ from runner import tune_process
 @click.option("--mode", type=click.Choice(MODES), default="full", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--data", default=None, help="Training text (default: The Verdict).")
+@data_option
 def main(mode: str, precision: str, device: str, data: str | None) -> None:
     tune_process()
     config = resolve_config(mode, None, {"precision": precision})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.options import data_option
 from runner import prepare_sweep_process
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
@@ -24,7 +25,7 @@ from sweeps.sweep import run_sweep
 @click.command()
 @click.option("--trials", type=int, default=30, show_default=True)
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
-@click.option("--data", default=None, help="Training text (default: The Verdict).")
+@data_option
 def main(trials: int, space: Path, data: str | None) -> None:
     prepare_sweep_process()
     results = {}

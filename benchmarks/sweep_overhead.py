@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from mlflow import MlflowClient
 
+from benchmarks.options import data_option
 from runner import prepare_sweep_process
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
@@ -29,7 +30,7 @@ PHASES = ("setup", "train", "eval", "checkpoint")
 @click.command()
 @click.option("--trials", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
-@click.option("--data", default=None, help="Training text (default: The Verdict).")
+@data_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def main(trials: int, space: Path, data: str | None, device: str, workers: int) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 import torch
 
+from benchmarks.options import data_option
 from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
 from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig, resolve_config, write_config_file
 from gpt.data import TokenizedText, load_source
@@ -184,7 +185,7 @@ def human(value: float) -> str:
 
 
 @click.command()
-@click.option("--data", default=None, help="Text for the tracking and end-to-end parts (default: The Verdict).")
+@data_option
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--precision",

@@ -179,8 +179,6 @@ def single(
     from tracking.store import DEFAULT_EXPERIMENT
 
     tune_process()
-    if resume_run and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise click.UsageError("--resume runs in one process, not under torchrun")
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
         given += [
@@ -188,15 +186,17 @@ def single(
         ]
         if given:
             raise click.UsageError(f"--resume continues the run's own settings; drop {', '.join(given)}")
-        resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics, force)
-        return
-    if force:
+    elif force:
         raise click.UsageError("--force goes with --resume RUN_ID")
-    file_values = read_config_file(config_file) if config_file else None
-    overrides = {name: value for name, value in flags.items() if value is not None}
-    config = resolve_config(mode, file_values, overrides)
+    else:
+        file_values = read_config_file(config_file) if config_file else None
+        overrides = {name: value for name, value in flags.items() if value is not None}
+        config = resolve_config(mode, file_values, overrides)
     group = join_torchrun_group(choose_device(device)[0])  # None unless started by torchrun
     try:
+        if resume_run:
+            resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics, force, group)
+            return
         run_single(
             config,
             mode,

@@ -76,4 +76,7 @@ def restore_training(env: Environment, checkpoint: dict[str, Any]) -> TrainingHi
     env.train_loader.generator.set_state(rng["loader"].cpu())
     if "cuda" in rng and env.device.type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"].cpu(), env.device)
+    if env.group is not None and not env.group.is_main:
+        # Only rank 0's random state is saved; the others draw their own dropout masks from here on.
+        torch.manual_seed(env.config.seed + env.group.rank + history.step + 1)
     return history

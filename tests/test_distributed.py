@@ -1,8 +1,12 @@
 """One model on two processes: `torchrun` starts them, gloo joins them on the CPU."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 from mlflow import MlflowClient
 from support import REPO
@@ -48,3 +52,41 @@ def test_two_gloo_processes_train_one_run_with_the_losses_of_one_process(verdict
         [loss for _, loss in expected["batch_losses"]], rel=RELATIVE_TOLERANCE
     )
     assert history["evals"][-1]["val_loss"] == pytest.approx(expected["evals"][-1]["val_loss"], rel=RELATIVE_TOLERANCE)
+
+
+def test_a_two_process_run_killed_outright_resumes_under_torchrun(verdict, tmp_path):
+    """SIGKILL to torchrun and both processes; `torchrun ... --resume RUN_ID` goes on from the last periodic
+    checkpoint, and the losses are those of an uninterrupted two-process run."""
+    args = [arg if arg != "30" else "120" for arg in TINY] + ["--checkpoint-every", "10"]  # --max-steps 120
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    whole = f"sqlite:///{tmp_path / 'whole.db'}"
+    command = [*torchrun, str(REPO / "runner.py"), "single", "--data", str(verdict), *args]
+    finished = subprocess.run([*command, "--tracking-uri", whole], cwd=tmp_path, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+
+    killed = f"sqlite:///{tmp_path / 'killed.db'}"
+    process = subprocess.Popen([*command, "--tracking-uri", killed], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
+    client = MlflowClient(killed)
+    deadline = time.monotonic() + 120
+    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in job:  # torchrun and both of its processes (each in a session of its own), as a lost machine
+        member.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    psutil.wait_procs(job, timeout=30)
+    assert client.get_run(run_id).info.status == "RUNNING", "the run ended before it could be killed"
+
+    resume = [*torchrun, str(REPO / "runner.py"), "single", "--resume", run_id, "--tracking-uri", killed]
+    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "which is gone; resuming it" in resumed.stdout
+    assert client.get_run(run_id).info.status == "FINISHED"
+    history = load_checkpoint(client.download_artifacts(run_id, "checkpoint/model.pt"))["history"]
+    whole_client, whole_run = the_run(whole)
+    expected = load_checkpoint(whole_client.download_artifacts(whole_run.info.run_id, "checkpoint/model.pt"))
+    assert [step for step, _ in history["batch_losses"]] == list(range(120))
+    assert history["batch_losses"] == expected["history"]["batch_losses"]

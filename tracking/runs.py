@@ -64,13 +64,17 @@ def holder_is_gone(run: Run) -> bool | None:
     """Whether the process that last opened a RUNNING ``run`` has died (SIGKILL, the OOM killer).
 
     True or False on the machine that ran it; None elsewhere, where no process can be checked.
-    A pid reused by a later process does not count as alive: its start time differs.
+    A pid reused by a later process does not count as alive (its start time differs), nor does a
+    zombie (an orphan's, say, whose new parent has not reaped it yet).
     """
     tags = run.data.tags
     if tags.get("process.host") != socket.gethostname() or "process.pid" not in tags:
         return None
     try:
-        started = psutil.Process(int(tags["process.pid"])).create_time()
+        holder = psutil.Process(int(tags["process.pid"]))
+        if holder.status() == psutil.STATUS_ZOMBIE:  # dead, only not yet reaped by its parent
+            return True
+        started = holder.create_time()
     except (psutil.NoSuchProcess, ValueError):
         return True
     return f"{started:.2f}" != tags.get("process.started")

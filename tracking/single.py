@@ -200,20 +200,24 @@ def resume_single(
     output_dir: Path = Path("."),
     system_metrics: bool = True,
     force: bool = False,
-) -> SingleRunResult:
+    group: ProcessGroup | None = None,
+) -> SingleRunResult | None:
     """Continue a stopped run from its last checkpoint, in the same MLflow run, its steps going on.
 
     A run left RUNNING by a process that died without closing it (SIGKILL, the OOM killer) is
     resumed too; one left RUNNING on another machine only with ``force``, as this one cannot tell.
+    Under torchrun (``group``) every process reads the checkpoint; rank 0 alone checks and logs the run.
     """
-    check_outputs(log_every, output_dir)
+    main = group is None or group.is_main
+    if main:
+        check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
     checkpoint = download_checkpoint(client, run_id)  # also: the run exists and has a checkpoint
     run = client.get_run(run_id)
-    if run.info.status == "RUNNING":
+    if main and run.info.status == "RUNNING":
         check_left_running(run, force)
     config = TrainingConfig.from_dict(checkpoint["config"])
-    env = prepare_environment(config, run.data.params.get("data_source"), device)
+    env = prepare_environment(config, run.data.params.get("data_source"), device, group=group)
     if env.tokens.sha256 != run.data.params.get("data_sha256"):
         raise UserError(f"the training text of run {run_id} ({env.tokens.source}) has changed since; cannot resume")
     try:
@@ -223,6 +227,9 @@ def resume_single(
     steps = total_steps(env)
     if history.step + 1 >= steps:
         raise UserError(f"MLflow run {run_id} already trained all {steps} steps; nothing to resume")
+    if not main:
+        train(env, progress_bar=False, history=history)
+        return None
     click.echo(describe_environment(env))
     click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
     with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=system_metrics):

@@ -97,3 +97,16 @@ def check_killed_trial_was_retried(study, client: MlflowClient, trials: int) -> 
     assert len(finished) == trials
     children = children_of(client, study.user_attrs["mlflow_parent_run_id"])
     assert len(children) == len(study.get_trials()) and "RUNNING" not in {r.info.status for r in children}
+
+
+def start_until_checkpointed(command: list[str], folder: Path, store: str) -> tuple[subprocess.Popen, str]:
+    """Start a `single` command and wait until its run has a periodic checkpoint; the process and run id."""
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
+    client = MlflowClient(store)
+    deadline = time.monotonic() + 120
+    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "checkpoint" in client.get_run(run_id).data.tags, "no periodic checkpoint was written"
+    return process, run_id

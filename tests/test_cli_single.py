@@ -4,14 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow import MlflowClient
-from support import REPO, VERDICT
+from support import REPO, VERDICT, start_until_checkpointed
 
 import runner
 from gpt.checkpoint import load_checkpoint, restore_model
@@ -263,13 +262,8 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
     command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--precision", "fp32",
                "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--eval-freq", "25",
                "--max-steps", "700", "--checkpoint-every", "20", "--no-system-metrics"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
+    process, run_id = start_until_checkpointed(command, tmp_path, store)
     client = MlflowClient(store)
-    deadline = time.monotonic() + 120
-    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert runner.main(["single", "--resume", run_id, "--tracking-uri", store]) == 2
     assert f"is still RUNNING in process {process.pid}" in capsys.readouterr().err
     process.kill()

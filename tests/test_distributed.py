@@ -1,15 +1,13 @@
 """One model on two processes: `torchrun` starts them, gloo joins them on the CPU."""
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 from mlflow import MlflowClient
-from support import REPO
+from support import REPO, start_until_checkpointed
 
 from gpt.checkpoint import load_checkpoint
 
@@ -65,14 +63,8 @@ def test_a_two_process_run_killed_outright_resumes_under_torchrun(verdict, tmp_p
     assert finished.returncode == 0, finished.stderr
 
     killed = f"sqlite:///{tmp_path / 'killed.db'}"
-    process = subprocess.Popen([*command, "--tracking-uri", killed], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
+    process, run_id = start_until_checkpointed([*command, "--tracking-uri", killed], tmp_path, killed)
     client = MlflowClient(killed)
-    deadline = time.monotonic() + 120
-    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
-        time.sleep(0.05)
     job = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     for member in job:  # torchrun and both of its processes (each in a session of its own), as a lost machine
         member.send_signal(signal.SIGKILL)

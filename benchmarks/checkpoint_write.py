@@ -28,7 +28,7 @@ from runner import tune_process
 @click.option(
     "--folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Where to write."
 )
-def main(mode: str, data: str | None, folder: Path | None) -> None:
+def main(mode: str, data: str, folder: Path | None) -> None:
     tune_process()
     env = prepare_environment(resolve_config(mode, None, {"precision": "fp32"}), data, "cpu")
     inputs, targets = next(iter(env.train_loader))

@@ -24,7 +24,7 @@ from runner import tune_process
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @data_option
-def main(mode: str, precision: str, device: str, data: str | None) -> None:
+def main(mode: str, precision: str, device: str, data: str) -> None:
     tune_process()
     config = resolve_config(mode, None, {"precision": precision})
     started = time.perf_counter()

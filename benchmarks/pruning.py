@@ -26,7 +26,7 @@ from sweeps.sweep import run_sweep
 @click.option("--trials", type=int, default=30, show_default=True)
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
 @data_option
-def main(trials: int, space: Path, data: str | None) -> None:
+def main(trials: int, space: Path, data: str) -> None:
     prepare_sweep_process()
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:

@@ -33,7 +33,7 @@ PHASES = ("setup", "train", "eval", "checkpoint")
 @data_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-def main(trials: int, space: Path, data: str | None, device: str, workers: int) -> None:
+def main(trials: int, space: Path, data: str, device: str, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
         settings = SweepSettings.in_folder(
             folder, space, trials, study_name="overhead", experiment="sweep-overhead", data=data, device=device,

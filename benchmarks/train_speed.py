@@ -29,7 +29,7 @@ import torch
 from benchmarks.options import data_option
 from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
 from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig, resolve_config, write_config_file
-from gpt.data import TokenizedText, load_source
+from gpt.data import TokenizedText
 from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
 from gpt.environment import load_tokens, prepare_environment
 from gpt.model import GPTModel, count_parameters
@@ -145,7 +145,7 @@ def ids_only_vocabulary(model: ModelConfig):
     return type("RandomIds", (), {"n_vocab": model.vocab_size})()
 
 
-def tracking_overhead(data: str | None, config: TrainingConfig, device: str) -> tuple[float, float]:
+def tracking_overhead(data: str, config: TrainingConfig, device: str) -> tuple[float, float]:
     """Seconds of the same training run without and with the MLflow reporter, alternated, best of
     ``TRACKING_PAIRS`` each: single runs on a shared machine vary by more than the overhead."""
     from tracking.reporter import MlflowReporter
@@ -210,7 +210,7 @@ def human(value: float) -> str:
 )
 @click.option("--tiny", is_flag=True, help="Tiny models and runs: checks the benchmark works, measures nothing useful.")
 def main(
-    data: str | None,
+    data: str,
     device: str,
     precision: str,
     compile_model: bool,
@@ -278,11 +278,11 @@ def main(
         print_end_to_end(data, device, shrink, repeats, Path(folder))
 
 
-def print_end_to_end(data: str | None, device: str, shrink: dict, repeats: int, folder: Path) -> None:
-    """Whole processes, plain script against ``runner.py single``, on one config file each, alternated."""
+def print_end_to_end(text: str, device: str, shrink: dict, repeats: int, folder: Path) -> None:
+    """Whole processes, plain script against ``runner.py single``, on one config file each, alternated;
+    ``text`` is a local file (``--data`` resolves a URL or the default to its cached copy)."""
     from tracking.store import connect
 
-    text = load_source(data).path  # the plain script reads a local file
     store = f"sqlite:///{folder / 'mlflow.db'}"
     connect(store)  # an existing store, as after a user's first run
     print(f"end to end, whole processes (best of {repeats}; the project's token cache filled by its first run):")

@@ -75,8 +75,9 @@ def load_source(source: str | None = None, cache_dir: Path | None = None) -> Tex
         url = source or VERDICT_URL
         expected = VERDICT_SHA256 if url == VERDICT_URL else None
         cached = cache_dir / "downloads" / (hashlib.sha1(url.encode()).hexdigest() + "-" + url.rsplit("/", 1)[-1])
-        if cached.is_file() and (expected is None or _file_sha256(cached) == expected):
-            return TextSource(url, cached, _file_sha256(cached))
+        sha256 = _file_sha256(cached) if cached.is_file() else None
+        if sha256 is not None and (expected is None or sha256 == expected):
+            return TextSource(url, cached, sha256)
         data = _download(url, expected)
         with atomic_path(cached) as tmp:
             tmp.write_bytes(data)
@@ -132,15 +133,15 @@ def token_dtype(encoding: tiktoken.Encoding) -> np.dtype:
     return np.dtype(np.uint16) if encoding.n_vocab <= 1 << 16 else np.dtype(np.uint32)
 
 
-def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> int:
-    """Stream ``source`` through ``encoding`` into ``out`` as raw token ids; returns how many.
+def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> None:
+    """Stream ``source`` through ``encoding`` into ``out`` as raw token ids.
 
     Blocks of text are cut at safe points and encoded in parallel by tiktoken's threads,
     so memory holds one block at a time, whatever the size of the text.
     """
     dtype, threads = token_dtype(encoding), os.cpu_count() or 1
     decoder = codecs.getincrementaldecoder("utf-8")()
-    tail, count, has_text = "", 0, False
+    tail, has_text = "", False
     with (
         source.path.open("rb") as text_file,
         out.open("wb") as ids_file,
@@ -161,13 +162,11 @@ def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> i
                 pieces, tail = [*pieces, tail], ""
             for ids in encoding.encode_batch(pieces, num_threads=threads, allowed_special={"<|endoftext|>"}):
                 np.asarray(ids, dtype=dtype).tofile(ids_file)
-                count += len(ids)
             bar.update(len(block))
             if last:
                 break
     if not has_text:
         raise DataError(f"{source.name} is empty")
-    return count
 
 
 @dataclass(frozen=True)
@@ -189,12 +188,6 @@ class TokenizedText:
         return len(self.train_ids) + len(self.val_ids)
 
 
-def split_ids(source: str, sha256: str, encoding: str, ids: np.ndarray) -> TokenizedText:
-    """The first 90% of the tokens train, the rest validate."""
-    split = int(TRAIN_FRACTION * len(ids))
-    return TokenizedText(source, sha256, encoding, ids[:split], ids[split:])
-
-
 def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> TokenizedText:
     """Encode once per file content and encoding into a token file; later runs map the same file."""
     dtype = token_dtype(encoding)
@@ -204,7 +197,8 @@ def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | 
         with atomic_path(cache) as tmp:
             encode_file(source, encoding, tmp)
     ids = np.memmap(cache, dtype=dtype, mode="r")
-    return split_ids(source.name, source.sha256, encoding.name, ids)
+    split = int(TRAIN_FRACTION * len(ids))
+    return TokenizedText(source.name, source.sha256, encoding.name, ids[:split], ids[split:])
 
 
 class SlidingWindowDataset(Dataset):

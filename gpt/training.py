@@ -52,7 +52,6 @@ class TrainingHistory:
     loader_state_at_epoch_start: torch.Tensor | None = None  # to replay a half-done epoch's data order
     train_seconds: float = 0.0  # wall time in optimizer steps
     eval_seconds: float = 0.0  # wall time in evaluations and the per-epoch samples
-    checkpoint_seconds: float = 0.0  # wall time in periodic checkpoints (``on_checkpoint``)
 
     @property
     def best_eval(self) -> EvalResult | None:
@@ -255,11 +254,9 @@ def train(
     first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
 
     def checkpoint() -> None:
-        started = time.perf_counter()
         for callback in callbacks:
             callback.on_checkpoint(history)
         schedule.written()
-        history.checkpoint_seconds += time.perf_counter() - started
 
     model.train()
     for epoch in range(first_epoch + 1, last_epoch + 1):

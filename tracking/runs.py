@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from gpt.environment import Environment
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
+from gpt.training import total_steps
 from tracking.system_metrics import system_metrics_logged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +137,7 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
         "total_tokens": env.tokens.total_tokens,
         "train_tokens": len(env.tokens.train_ids),
         "val_tokens": len(env.tokens.val_ids),
-        "total_steps": env.config.training_steps(len(env.train_loader)),
+        "total_steps": total_steps(env),
         "device": str(env.device),
         "world_size": env.group.world_size if env.group else 1,
         "resolved_precision": env.precision,

@@ -4,7 +4,8 @@
 
 What a from-scratch script does (the book's chapter 5 loop): read and encode the whole
 text, cut windows in a Python loop, train ``benchmarks.plain_gpt.PlainGPT`` in fp32 with a
-``.item()`` every step, evaluate every ``eval_freq`` steps and at the last, print a greedy
+``.item()`` every step, evaluate every ``eval_freq`` steps and at the last (the train loss
+the mean of the steps since, the val loss on every validation window), print a greedy
 sample after each epoch, then save model and optimizer with ``torch.save`` and draw the
 loss plot with pyplot. Same config, data, batches and evaluations as ``runner.py single
 --config run.yaml``; ``benchmarks.train_speed --end-to-end`` times the two as whole processes.
@@ -25,13 +26,11 @@ from gpt.config import TrainingConfig, read_config_file
 from gpt.data import TRAIN_FRACTION
 
 
-def evaluate(model: PlainGPT, loader: torch.utils.data.DataLoader, batches: int) -> float:
+def evaluate(model: PlainGPT, loader: torch.utils.data.DataLoader) -> float:
     model.eval()
     losses = []
     with torch.no_grad():
-        for i, (inputs, targets) in enumerate(loader):
-            if i >= batches:
-                break
+        for inputs, targets in loader:
             logits = model(inputs)
             losses.append(nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item())
     model.train()
@@ -70,14 +69,15 @@ def main(config_file: str, data: str, out: Path) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
     total = config.training_steps(len(train_loader))
-    step, train_losses, val_losses = -1, [], []
+    step, train_losses, val_losses, since_eval = -1, [], [], []
     for epoch in range(1, config.num_epochs + 1):
         for inputs, targets in train_loader:
-            plain_step(model, optimizer, inputs, targets)
+            since_eval.append(plain_step(model, optimizer, inputs, targets))
             step += 1
             if step % config.eval_freq == 0 or step == total - 1:
-                train_losses.append(evaluate(model, train_loader, config.eval_iter))
-                val_losses.append(evaluate(model, val_loader, config.eval_iter))
+                train_losses.append(sum(since_eval) / len(since_eval))
+                val_losses.append(evaluate(model, val_loader))
+                since_eval = []
                 print(f"Ep {epoch} (Step {step:06d}): Train loss {train_losses[-1]:.3f}, Val loss {val_losses[-1]:.3f}")
         sample = greedy_sample(model, tokenizer, config.start_context, config.model.context_length)
         print(f"Sample after epoch {epoch}: {sample!r}")

@@ -260,9 +260,7 @@ def main(
         return
     quiet_mlflow()
     print()
-    shrink = (
-        {"max_length": 16, "stride": 512, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "eval_iter": 1} if tiny else {}
-    )
+    shrink = {"max_length": 16, "stride": 512, "emb_dim": 16, "n_heads": 2, "n_layers": 1} if tiny else {}
     config = PRESETS["quick"].update(num_epochs=1, **shrink)
     untracked, tracked = tracking_overhead(data, config, device)
     print(

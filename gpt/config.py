@@ -101,6 +101,7 @@ class ModelConfig:
 
 
 MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
+RETIRED_KEY = "eval_iter"
 CUSTOM_MODEL = ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1)
 
 
@@ -113,7 +114,8 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
     eval_freq: int = 25
-    eval_iter: int = 5
+    eval_tokens: int = 2048  # validation targets each evaluation during training reads (a fixed subset)
+    final_eval_tokens: int = 32768  # validation targets the run's final_val_loss is measured on
     max_length: int = 512
     stride: int = 256
     start_context: str = "Every effort moves you"
@@ -131,7 +133,7 @@ class TrainingConfig:
     model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)
 
     def __post_init__(self) -> None:
-        for name in ("num_epochs", "batch_size", "eval_freq", "eval_iter", "max_length", "stride"):
+        for name in ("num_epochs", "batch_size", "eval_freq", "eval_tokens", "max_length", "stride"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
         for name in ("num_workers", "warmup_steps", "seed", "max_steps", "max_tokens", "checkpoint_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
@@ -144,6 +146,10 @@ class TrainingConfig:
         )
         _require(
             self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
+        )
+        _require(
+            self.final_eval_tokens >= self.eval_tokens,
+            f"final_eval_tokens ({self.final_eval_tokens}) must be >= eval_tokens ({self.eval_tokens})",
         )
         _require(self.start_context.strip() != "", "start_context must not be empty")
         _require(
@@ -166,6 +172,8 @@ class TrainingConfig:
     def from_dict(cls, values: dict[str, Any], base: TrainingConfig | None = None) -> TrainingConfig:
         """Build from the custom-parameter shape, on top of ``base`` (the custom preset by default)."""
         values = dict(values)
+        # Configs written before evaluations read fixed validation tokens have a batch count; unused now.
+        values.pop(RETIRED_KEY, None)
         overrides = values.pop("model_overrides", None) or {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"model_overrides must be a mapping (got {overrides!r})")
@@ -214,7 +222,6 @@ PRESETS: dict[str, TrainingConfig] = {
         learning_rate=2e-3,
         weight_decay=0.1,
         eval_freq=2,
-        eval_iter=2,
         max_length=128,
         stride=128,
         model=QUICK_MODEL,
@@ -226,7 +233,6 @@ PRESETS: dict[str, TrainingConfig] = {
         learning_rate=4e-4,
         weight_decay=0.1,
         eval_freq=5,
-        eval_iter=5,
         max_length=256,
         stride=256,
         model=ModelConfig(context_length=256),

@@ -171,9 +171,10 @@ def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> N
 
 @dataclass(frozen=True)
 class TokenizedText:
-    """Token ids of a whole text, split 90/10 into training and validation.
+    """Token ids for training and validation: one text split 90/10, or a training text and a
+    validation text of its own (``val_source``).
 
-    The ids are numpy arrays; those from ``tokenize`` are views of one memory-mapped file,
+    The ids are numpy arrays; those from ``tokenize`` are views of memory-mapped files,
     so only the windows a batch reads come into memory.
     """
 
@@ -182,13 +183,15 @@ class TokenizedText:
     encoding: str
     train_ids: np.ndarray
     val_ids: np.ndarray
+    val_source: str | None = None  # None: the validation ids are the last tenth of ``source``
+    val_sha256: str | None = None
 
     @property
     def total_tokens(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
 
 
-def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> TokenizedText:
+def token_ids(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> np.ndarray:
     """Encode once per file content and encoding into a token file; later runs map the same file."""
     dtype = token_dtype(encoding)
     cache = (cache_dir or default_cache_dir()) / "tokens" / f"{source.sha256}-{encoding.name}.{dtype.name}"
@@ -196,7 +199,23 @@ def tokenize(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | 
         print(f"Tokenizing {source.name} once; its token ids go to {cache}", flush=True)
         with atomic_path(cache) as tmp:
             encode_file(source, encoding, tmp)
-    ids = np.memmap(cache, dtype=dtype, mode="r")
+    return np.memmap(cache, dtype=dtype, mode="r")
+
+
+def tokenize(
+    source: TextSource,
+    encoding: tiktoken.Encoding,
+    cache_dir: Path | None = None,
+    val_source: TextSource | None = None,
+) -> TokenizedText:
+    """All of ``source`` for training and all of ``val_source`` for validation, or without one,
+    ``source`` split by tokens: the first 90% to train on, the rest to validate on."""
+    ids = token_ids(source, encoding, cache_dir)
+    if val_source is not None:
+        val_ids = token_ids(val_source, encoding, cache_dir)
+        return TokenizedText(
+            source.name, source.sha256, encoding.name, ids, val_ids, val_source.name, val_source.sha256
+        )
     split = int(TRAIN_FRACTION * len(ids))
     return TokenizedText(source.name, source.sha256, encoding.name, ids[:split], ids[split:])
 
@@ -237,21 +256,21 @@ def steps_per_epoch(tokens: TokenizedText, config: TrainingConfig) -> int:
     return len(SlidingWindowDataset(tokens.train_ids, config.max_length, config.stride)) // config.batch_size
 
 
-def create_dataloaders(
-    tokens: TokenizedText,
-    max_length: int,
-    stride: int,
-    batch_size: int,
-    num_workers: int = 0,
-    seed: int = 123,
-) -> tuple[DataLoader, DataLoader]:
-    """Training batches are shuffled (seeded) with the last short batch dropped; validation keeps all."""
-    for split, ids in (("training", tokens.train_ids), ("validation", tokens.val_ids)):
-        if len(ids) < max_length + 1:
-            raise DataError(
-                f"the {split} split of {tokens.source} has {len(ids)} tokens, fewer than "
-                f"max_length+1 = {max_length + 1}; use a shorter --max-length or more text"
-            )
+def training_loader(
+    tokens: TokenizedText, max_length: int, stride: int, batch_size: int, num_workers: int = 0, seed: int = 123
+) -> DataLoader:
+    """Training batches, shuffled (seeded), the last short batch dropped.
+
+    Validation needs no loader: ``gpt.evaluation`` scores fixed validation tokens.
+    """
+    if len(tokens.train_ids) < max_length + 1:
+        raise DataError(
+            f"the training split of {tokens.source} has {len(tokens.train_ids)} tokens, fewer than "
+            f"max_length+1 = {max_length + 1}; use a shorter --max-length or more text"
+        )
+    if len(tokens.val_ids) < 2:
+        where = tokens.val_source or f"the validation split of {tokens.source}"
+        raise DataError(f"{where} has {len(tokens.val_ids)} token(s); validation needs at least 2")
     train_set = SlidingWindowDataset(tokens.train_ids, max_length, stride)
     if len(train_set) < batch_size:
         raise DataError(
@@ -259,7 +278,7 @@ def create_dataloaders(
             f"(stride {stride}), fewer than batch_size {batch_size}; use a smaller --batch-size or --stride"
         )
     generator = torch.Generator().manual_seed(seed)
-    shared = {"batch_size": batch_size, "num_workers": num_workers, "collate_fn": _already_batched}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **shared)
-    val_loader = DataLoader(SlidingWindowDataset(tokens.val_ids, max_length, stride), shuffle=False, **shared)
-    return train_loader, val_loader
+    return DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+        num_workers=num_workers, collate_fn=_already_batched,
+    )  # fmt: skip

@@ -13,10 +13,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from gpt.config import TrainingConfig
-from gpt.data import TokenizedText, create_dataloaders, gpt2_encoding, load_source, tokenize
+from gpt.data import TokenizedText, gpt2_encoding, load_source, tokenize, training_loader
 from gpt.device import choose_device, resolve_precision
 from gpt.distributed import ProcessGroup
 from gpt.errors import ConfigError
+from gpt.evaluation import ValidationSet
 from gpt.model import GPTModel
 
 
@@ -31,7 +32,7 @@ class Environment:
     model: GPTModel
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
-    val_loader: DataLoader
+    validation: ValidationSet
     group: ProcessGroup | None = None  # set when several processes train this model
     train_model: nn.Module | None = None  # what training steps call: the model, or its DDP wrapper
 
@@ -40,11 +41,16 @@ class Environment:
 
 
 def load_tokens(
-    data: str | None = None, tokenizer: tiktoken.Encoding | None = None, cache_dir: Path | None = None
+    data: str | None = None,
+    tokenizer: tiktoken.Encoding | None = None,
+    cache_dir: Path | None = None,
+    val_data: str | None = None,
 ) -> tuple[TokenizedText, tiktoken.Encoding]:
-    """Read and tokenize the training text; a sweep calls this once and shares the result."""
+    """Read and tokenize the training text (and ``val_data``, a validation text of its own); a sweep
+    calls this once and shares the result."""
     tokenizer = tokenizer or gpt2_encoding()
-    return tokenize(load_source(data, cache_dir), tokenizer, cache_dir), tokenizer
+    val_source = load_source(val_data, cache_dir) if val_data is not None else None
+    return tokenize(load_source(data, cache_dir), tokenizer, cache_dir, val_source), tokenizer
 
 
 def prepare_environment(
@@ -55,6 +61,7 @@ def prepare_environment(
     tokens: TokenizedText | None = None,
     cache_dir: Path | None = None,
     group: ProcessGroup | None = None,
+    val_data: str | None = None,
 ) -> Environment:
     """Device, data loaders, a freshly seeded model and its AdamW optimizer.
 
@@ -70,14 +77,15 @@ def prepare_environment(
     precision = resolve_precision(config.precision, torch_device)
     if tokens is None or tokenizer is None:
         with group.main_first() if group else contextlib.nullcontext():  # tokenized once, not per process
-            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir)
+            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir, val_data)
     if config.model.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
             f"vocab_size ({config.model.vocab_size}) is smaller than the tokenizer's vocabulary ({tokenizer.n_vocab})"
         )
-    train_loader, val_loader = create_dataloaders(
+    train_loader = training_loader(
         tokens, config.max_length, config.stride, config.batch_size, config.num_workers, config.seed
     )
+    validation = ValidationSet.build(tokens.val_ids, config.max_length, config.final_eval_tokens, config.eval_tokens)
     torch.manual_seed(config.seed)
     model = GPTModel(config.model).to(torch_device)
     on_cuda = torch_device.type == "cuda"
@@ -96,6 +104,6 @@ def prepare_environment(
         train_model = DistributedDataParallel(model, device_ids=[torch_device.index] if on_cuda else None)
         torch.manual_seed(config.seed + group.rank)  # rank 0 draws as one process would; the others differ
     return Environment(
-        config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, val_loader,
+        config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, validation,
         group, train_model,
     )  # fmt: skip

@@ -84,12 +84,20 @@ class GPTModel(nn.Module):
         """Logits of the token after each sequence (batch, vocab): the head runs at the last position only."""
         return self.out_head(self.hidden_states(in_idx)[:, -1])  # (B, C) -> (B, vocab)
 
-    def forward(self, in_idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, in_idx: torch.Tensor, targets: torch.Tensor | None = None, score_last: int | None = None
+    ) -> torch.Tensor:
         """Token ids (batch, tokens) to next-token logits (batch, tokens, vocab); given the
-        ``targets`` (batch, tokens), to their mean cross-entropy instead, without making all the logits."""
+        ``targets`` (batch, tokens), to their mean cross-entropy instead, without making all the logits.
+
+        With ``score_last`` only the targets of each window's last positions count: a window laid
+        over the end of a validation block whose first targets were scored by the window before.
+        """
         x = self.hidden_states(in_idx)  # (B, T, C)
         if targets is None:
             return self.out_head(x)  # (B, T, vocab)
+        if score_last is not None:
+            x, targets = x[:, -score_last:], targets[:, -score_last:]  # (B, S, C), (B, S)
         return head_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())  # (B*T, C) -> ()
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from gpt.config import TrainingConfig
 from gpt.device import autocast
 from gpt.environment import Environment
 from gpt.errors import NonFiniteLossError
+from gpt.evaluation import Windows, window_batches
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
 from gpt.interrupt import stop_if_signalled
 
@@ -37,6 +37,7 @@ class EvalResult:
     learning_rate: float
     tokens_per_sec: float
     progress: float  # fraction of all training steps done, for comparing runs of different lengths
+    final_val_loss: float | None = None  # at the last step only: the loss on the whole validation span
 
 
 @dataclass
@@ -56,6 +57,11 @@ class TrainingHistory:
     @property
     def best_eval(self) -> EvalResult | None:
         return min(self.evals, key=lambda e: e.val_loss, default=None)
+
+    @property
+    def final_val_loss(self) -> float | None:
+        """The loss on the whole validation span after the last step; None if training stopped before it."""
+        return self.evals[-1].final_val_loss if self.evals else None
 
 
 class TrainingCallback:
@@ -79,9 +85,10 @@ class ConsoleReporter(TrainingCallback):
     """Prints a line per evaluation and the sample after each epoch."""
 
     def on_eval(self, result: EvalResult) -> None:
+        final = "" if result.final_val_loss is None else f", on the whole validation span {result.final_val_loss:.3f}"
         tqdm.write(
             f"Ep {result.epoch} (Step {result.step:06d}): "
-            f"Train loss {result.train_loss:.3f}, Val loss {result.val_loss:.3f}"
+            f"Train loss {result.train_loss:.3f}, Val loss {result.val_loss:.3f}{final}"
         )
 
     def on_epoch_end(self, epoch: int, sample: str) -> None:
@@ -109,21 +116,39 @@ def batch_loss(
 
 
 @torch.no_grad()
-def mean_loss(loader: DataLoader, env: Environment, num_batches: int) -> float:
-    """Mean loss over the first ``num_batches`` batches of ``loader``."""
-    losses = []
-    for i, (inputs, targets) in enumerate(loader):
-        if i >= num_batches:
-            break
-        losses.append(batch_loss(env, inputs, targets).item())
+def validation_loss(env: Environment, windows: list[Windows]) -> float:
+    """Mean cross-entropy over every scored target of ``windows``, in eval mode; one host sync."""
+    total, count = torch.zeros((), device=env.device), 0
+    for group in windows:
+        for inputs, targets in window_batches(env.tokens.val_ids, group):
+            scored = targets.shape[0] * group.scored
+            inputs, targets = inputs.to(env.device), targets.to(env.device)  # (B, T) each
+            with autocast(env.device, env.precision):
+                total += env.model(inputs, targets, score_last=group.scored).float() * scored
+            count += scored
+    return total.item() / count
+
+
+def train_loss_since_last_eval(history: TrainingHistory) -> float:
+    """The mean batch loss of the steps after the last evaluation (a resumed run reads them from its history)."""
+    last_eval = history.evals[-1].step if history.evals else -1
+    losses = [loss for _, loss in itertools.takewhile(lambda s: s[0] > last_eval, reversed(history.batch_losses))]
     return sum(losses) / len(losses)
 
 
-def evaluate(env: Environment, history: TrainingHistory, epoch: int, lr: float, tokens_per_sec: float) -> EvalResult:
-    """Mean train and val loss over ``eval_iter`` batches each, at the current step."""
+def evaluate(
+    env: Environment, history: TrainingHistory, epoch: int, lr: float, tokens_per_sec: float, train_loss: float
+) -> EvalResult:
+    """The val loss on the fixed validation subset at the current step; at the last step also on the whole span.
+
+    ``train_loss`` is the mean batch loss of the steps since the last evaluation (dropout on):
+    free, and over more tokens than a few extra batches in eval mode would be.
+    """
     env.model.eval()
-    train_loss = mean_loss(env.train_loader, env, env.config.eval_iter)
-    val_loss = mean_loss(env.val_loader, env, env.config.eval_iter)
+    val_loss = validation_loss(env, env.validation.during)
+    final = None
+    if history.step == history.total_steps - 1:
+        final = val_loss if env.validation.subset_is_all else validation_loss(env, env.validation.final)
     env.model.train()
     return EvalResult(
         epoch=epoch,
@@ -134,6 +159,7 @@ def evaluate(env: Environment, history: TrainingHistory, epoch: int, lr: float, 
         learning_rate=lr,
         tokens_per_sec=tokens_per_sec,
         progress=(history.step + 1) / history.total_steps,
+        final_val_loss=final,
     )
 
 
@@ -290,7 +316,7 @@ def train(
                 )
                 seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
                 eval_started = time.perf_counter()
-                result = evaluate(env, history, epoch, lr, speed)
+                result = evaluate(env, history, epoch, lr, speed, train_loss_since_last_eval(history))
                 history.eval_seconds += time.perf_counter() - eval_started
                 history.evals.append(result)
                 for callback in callbacks:

@@ -15,7 +15,8 @@ from gpt.errors import ConfigError
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"stride": 0}, "stride must be >= 1"),
-        ({"eval_iter": 0}, "eval_iter must be >= 1"),
+        ({"eval_tokens": 0}, "eval_tokens must be >= 1"),
+        ({"final_eval_tokens": 100}, r"final_eval_tokens \(100\) must be >= eval_tokens \(2048\)"),
         ({"eval_freq": -2}, "eval_freq must be >= 1"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
         ({"emb_dim": 0}, "emb_dim must be >= 1"),
@@ -35,7 +36,7 @@ def test_bad_values_name_the_field_and_range(changes, message):
 def test_presets_hold_the_reference_values():
     full = PRESETS["full"]
     assert (full.num_epochs, full.batch_size, full.learning_rate, full.weight_decay) == (10, 2, 4e-4, 0.1)
-    assert (full.eval_freq, full.eval_iter, full.max_length, full.model.context_length) == (5, 5, 256, 256)
+    assert (full.eval_freq, full.max_length, full.model.context_length) == (5, 256, 256)
     assert full.start_context == "Every effort moves you"
     custom = PRESETS["custom"]
     assert (custom.num_epochs, custom.batch_size, custom.learning_rate, custom.max_length, custom.stride) == (

@@ -9,12 +9,12 @@ import torch
 from gpt.config import PRESETS
 from gpt.data import (
     SlidingWindowDataset,
-    create_dataloaders,
     gpt2_encoding,
     load_source,
     split_for_encoding,
     steps_per_epoch,
     tokenize,
+    training_loader,
 )
 from gpt.errors import DataError
 
@@ -134,15 +134,14 @@ def test_too_little_text_for_the_context_names_the_numbers(tmp_path, tiny_tokeni
     path = tmp_path / "short.txt"
     path.write_text("x" * 200)
     tokens = tokenize(load_source(str(path)), tiny_tokenizer, tmp_path)
-    with pytest.raises(DataError, match=r"validation split .* has 20 tokens, fewer than max_length\+1 = 33"):
-        create_dataloaders(tokens, max_length=32, stride=32, batch_size=1)
+    with pytest.raises(DataError, match=r"training split .* has 180 tokens, fewer than max_length\+1 = 257"):
+        training_loader(tokens, max_length=256, stride=256, batch_size=1)
     with pytest.raises(DataError, match="fewer than batch_size 64"):
-        create_dataloaders(tokens, max_length=8, stride=8, batch_size=64)
+        training_loader(tokens, max_length=8, stride=8, batch_size=64)
 
 
-def test_loaders_drop_the_short_training_batch_only(verdict, tiny_tokenizer, tmp_path):
+def test_the_training_loader_drops_the_short_batch(verdict, tiny_tokenizer, tmp_path):
     tokens = tokenize(load_source(str(verdict)), tiny_tokenizer, tmp_path)
     config = PRESETS["quick"].update(batch_size=5)
-    train, val = create_dataloaders(tokens, config.max_length, config.stride, config.batch_size)
+    train = training_loader(tokens, config.max_length, config.stride, config.batch_size)
     assert len(train) == steps_per_epoch(tokens, config) == len(train.dataset) // 5
-    assert sum(len(batch[0]) for batch in val) == len(val.dataset)

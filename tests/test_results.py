@@ -25,7 +25,7 @@ from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 
 TINY_SINGLE = ["--no-system-metrics", "--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
-TINY_SINGLE += ["--max-length", "16", "--stride", "256", "--eval-iter", "1"]
+TINY_SINGLE += ["--max-length", "16", "--stride", "256"]
 
 
 def train_tiny(store: str, verdict: Path) -> str:

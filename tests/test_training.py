@@ -19,7 +19,7 @@ TINY = {"vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "max_leng
 @pytest.fixture
 def tiny_env(verdict, tiny_tokenizer):
     def make(**changes):
-        config = PRESETS["quick"].update(**{**TINY, "eval_freq": 5, "eval_iter": 1, **changes})
+        config = PRESETS["quick"].update(**{**TINY, "eval_freq": 5, **changes})
         return prepare_environment(config, str(verdict), "cpu", tokenizer=tiny_tokenizer)
 
     return make

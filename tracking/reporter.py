@@ -53,6 +53,7 @@ class MlflowReporter(TrainingCallback):
                 "tokens_seen": result.tokens_seen,
                 "learning_rate": result.learning_rate,
                 "tokens_per_sec": result.tokens_per_sec,
+                **({} if result.final_val_loss is None else {"final_val_loss": result.final_val_loss}),
             },
         )
         self.flush_if_due()

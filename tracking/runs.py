@@ -133,6 +133,13 @@ def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[st
         **env.config.to_flat_dict(),
         "data_source": env.tokens.source,
         "data_sha256": env.tokens.sha256,
+        **(
+            {"val_data_source": env.tokens.val_source, "val_data_sha256": env.tokens.val_sha256}
+            if env.tokens.val_source
+            else {}
+        ),
+        "eval_span_tokens": env.validation.final_tokens,
+        "eval_subset_tokens": env.validation.during_tokens,
         "tokenizer": env.tokens.encoding,
         "total_tokens": env.tokens.total_tokens,
         "train_tokens": len(env.tokens.train_ids),

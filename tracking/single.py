@@ -39,7 +39,10 @@ def describe_environment(env: Environment) -> str:
             "GPT Model Training Pipeline",
             f"Device: {env.device.type.upper()} ({env.device_reason}), precision {env.precision}",
             f"Tokenizer: {'GPT-2 (tiktoken)' if env.tokenizer.name == 'gpt2' else env.tokenizer.name}",
-            f"Data: {env.tokens.source} ({len(env.tokens.train_ids):,} train / {len(env.tokens.val_ids):,} val tokens)",
+            f"Data: {env.tokens.source} ({len(env.tokens.train_ids):,} train / {len(env.tokens.val_ids):,} val tokens"
+            + (f", validation text {env.tokens.val_source})" if env.tokens.val_source else ")"),
+            f"Validation: {env.validation.during_tokens:,} tokens at each evaluation, "
+            f"{env.validation.final_tokens:,} for final_val_loss",
             "Model configuration",
             f"  Vocab size:      {model.vocab_size}",
             f"  Context length:  {model.context_length}",
@@ -121,6 +124,7 @@ def run_single(
     callbacks: Sequence[TrainingCallback] = (),
     system_metrics: bool = True,
     group: ProcessGroup | None = None,
+    val_data: str | None = None,
 ) -> SingleRunResult | None:
     """Check the store, ready data and model, then train inside one MLflow run.
 
@@ -128,11 +132,11 @@ def run_single(
     beside it, untracked, and return None.
     """
     if group is not None and not group.is_main:
-        train(prepare_environment(config, data, device, group=group), progress_bar=False)
+        train(prepare_environment(config, data, device, group=group, val_data=val_data), progress_bar=False)
         return None
     check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
-    env = prepare_environment(config, data, device, group=group)
+    env = prepare_environment(config, data, device, group=group, val_data=val_data)
     click.echo(describe_environment(env))
     exp_id = experiment_id(client, experiment)
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}, system_metrics=system_metrics) as run_id:
@@ -217,9 +221,12 @@ def resume_single(
     if main and run.info.status == "RUNNING":
         check_left_running(run, force)
     config = TrainingConfig.from_dict(checkpoint["config"])
-    env = prepare_environment(config, run.data.params.get("data_source"), device, group=group)
-    if env.tokens.sha256 != run.data.params.get("data_sha256"):
-        raise UserError(f"the training text of run {run_id} ({env.tokens.source}) has changed since; cannot resume")
+    params = run.data.params
+    env = prepare_environment(
+        config, params.get("data_source"), device, group=group, val_data=params.get("val_data_source")
+    )
+    if (env.tokens.sha256, env.tokens.val_sha256) != (params.get("data_sha256"), params.get("val_data_sha256")):
+        raise UserError(f"the training or validation text of run {run_id} has changed since; cannot resume")
     try:
         history = restore_training(env, checkpoint)
     except (KeyError, RuntimeError, ValueError) as exc:  # saved by an older version, or for another model

@@ -17,11 +17,16 @@ import click
 from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, read_config_file, resolve_config
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
+from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS
 
 log = logging.getLogger("gpt-runner")
 
 RUN_OPTIONS = [
     click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
+    click.option(
+        "--val-data",
+        help="Validation text of its own, a file or URL [default: the last 10% of --data's tokens].",
+    ),
     click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
     click.option(
         "--log-every",
@@ -107,7 +112,12 @@ def cli() -> None:
 @click.option("--learning-rate", type=float)
 @click.option("--weight-decay", type=float)
 @click.option("--eval-freq", type=int, help="Evaluate every N steps.")
-@click.option("--eval-iter", type=int, help="Batches per evaluation.")
+@click.option("--eval-tokens", type=int, help="Validation tokens each evaluation during training reads [quick: 2048].")
+@click.option(
+    "--final-eval-tokens",
+    type=int,
+    help="Validation tokens the run's final_val_loss is measured on, at its end [32768].",
+)
 @click.option("--max-length", type=int, help="Context length in tokens (also sets the model's).")
 @click.option("--stride", type=int, help="Tokens between the starts of training windows.")
 @click.option("--start-context", help="Prompt for the sample after each epoch.")
@@ -161,6 +171,7 @@ def single(
     mode,
     config_file,
     data,
+    val_data,
     device,
     log_every,
     system_metrics,
@@ -182,8 +193,11 @@ def single(
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
         given += [
-            name for name, value in (("--config", config_file), ("--data", data), ("--run-name", run_name)) if value
-        ]
+            name
+            for name, value in (("--config", config_file), ("--data", data), ("--val-data", val_data),
+                                ("--run-name", run_name))
+            if value
+        ]  # fmt: skip
         if given:
             raise click.UsageError(f"--resume continues the run's own settings; drop {', '.join(given)}")
     elif force:
@@ -209,6 +223,7 @@ def single(
             output_dir,
             system_metrics=system_metrics,
             group=group,
+            val_data=val_data,
         )
     finally:
         leave_group()
@@ -254,7 +269,7 @@ def single(
     type=click.IntRange(min=0),
     default=1,
     show_default=True,
-    help="Keep checkpoints of the best K trials.",
+    help="Keep checkpoints of the best K trials (until confirmations end, of the --confirm best too).",
 )
 @click.option(
     "--heartbeat",
@@ -262,6 +277,21 @@ def single(
     default=20,
     show_default=True,
     help="Seconds between a worker's heartbeats; a trial silent for 3 beats is failed and retried.",
+)
+@click.option(
+    "--confirm",
+    type=click.IntRange(min=0),
+    default=DEFAULT_CONFIRM,
+    show_default=True,
+    help="After the search, train the K best configurations again with other seeds (0: off); "
+    "best, its export and the registered model then go by the mean.",
+)
+@click.option(
+    "--confirm-seeds",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONFIRM_SEEDS,
+    show_default=True,
+    help="Other seeds per confirmed configuration.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the resolved space and base config, then exit.")
 @run_options
@@ -277,9 +307,12 @@ def sweep(
     seed,
     keep_checkpoints,
     data,
+    val_data,
     device,
     log_every,
     heartbeat,
+    confirm,
+    confirm_seeds,
     dry_run,
     system_metrics,
     experiment,
@@ -304,6 +337,7 @@ def sweep(
         tracking_uri=tracking_uri,
         experiment=experiment or DEFAULT_EXPERIMENT,
         data=data,
+        val_data=val_data,
         device=device,
         trials=trials,
         timeout=timeout,
@@ -312,6 +346,8 @@ def sweep(
         workers=workers,
         heartbeat_s=heartbeat,
         system_metrics=system_metrics,
+        confirm=confirm,
+        confirm_seeds=confirm_seeds,
     )
     prepare_sweep_process()
     run_sweep(settings, dry_run=dry_run, worker_setup=prepare_sweep_process)

@@ -31,7 +31,7 @@ def main(trials: int, space: Path, data: str) -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
         base = SweepSettings.in_folder(
-            folder, space, trials, experiment="pruning-benchmark", data=data, device="cpu", log_every=10
+            folder, space, trials, experiment="pruning-benchmark", data=data, device="cpu", log_every=10, confirm=0
         )
         for pruner in ("median", "none"):
             started = time.perf_counter()

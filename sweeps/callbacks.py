@@ -10,8 +10,12 @@ from optuna.trial import FrozenTrial
 
 from gpt.interrupt import stop_if_signalled
 from sweeps.objective import NOT_RUN_ATTR
-from sweeps.report import leaderboard
-from sweeps.sampling import FAIL_REASON_ATTR
+from sweeps.ranking import confirmations as confirmations_of
+from sweeps.ranking import ranked_trials
+from sweeps.report import leaderboard, params_line
+from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
+from sweeps.settings import SweepSettings
+from sweeps.study import FINISHED_STATES
 from sweeps.study_runs import RUN_ID_ATTR, remove_dropped_checkpoints
 from tracking.runs import log_metrics, set_description, set_tags
 
@@ -19,15 +23,19 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
+def trial_result(trial: FrozenTrial, metric: str) -> str:
+    """``final_val_loss 5.1234``, ``pruned at 3/10 of training, final_val_loss 5.43 by then``, or why it failed."""
+    if trial.value is not None:
+        return f"{metric} {trial.value:.4f}"
+    if trial.intermediate_values:
+        point = max(trial.intermediate_values)
+        return f"pruned at {point}/{REPORT_POINTS} of training, {metric} {trial.intermediate_values[point]:.4f} by then"
+    return trial.user_attrs.get(FAIL_REASON_ATTR, "no result")
+
+
 def trial_description(trial: FrozenTrial, study_name: str, metric: str) -> str:
     """A trial run's description in MLflow's UI: its state, its result and its sampled values."""
-    if trial.value is not None:
-        result = f"{metric} **{trial.value:.4f}**"
-    elif trial.intermediate_values:
-        point = max(trial.intermediate_values)
-        result = f"pruned at {point}/10 of training, {metric} {trial.intermediate_values[point]:.4f} by then"
-    else:
-        result = trial.user_attrs.get(FAIL_REASON_ATTR, "no result")
+    result = trial_result(trial, metric)
     rows = [f"| `{name}` | {value:.4g} |" if isinstance(value, float) else f"| `{name}` | {value} |"
             for name, value in trial.params.items()]  # fmt: skip
     return "\n".join(
@@ -44,39 +52,65 @@ def parent_description(study: optuna.Study, metric: str, trials: int) -> str:
     )  # fmt: skip
 
 
+def duration(seconds: float) -> str:
+    """``42s``, ``4m10s``, ``1h05m``: short enough for a progress line."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(study: optuna.Study, trial: FrozenTrial, metric: str, settings: SweepSettings) -> str:
+    """``[7/30] trial 7 COMPLETE: final_val_loss 5.1234; best 5.0123 (trial 3); 12.3s; <params>; ~4m10s left``.
+
+    The time left is the mean finished trial's, times the trials still to run over the workers,
+    plus the confirmations still to come.
+    """
+    finished = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    ranked = ranked_trials(study)
+    best = f"best {ranked[0].value:.4f} (trial {ranked[0].number})" if ranked else "no complete trial yet"
+    durations = [t.duration.total_seconds() for t in finished if t.duration]
+    mean = sum(durations) / len(durations) if durations else seconds
+    to_run = max(0, settings.trials - len(finished))
+    confirmations = max(0, settings.confirm * settings.confirm_seeds - sum(map(len, confirmations_of(study).values())))
+    left = mean * (to_run / settings.workers + confirmations)
+    return (
+        f"[{len(finished)}/{settings.trials}] trial {trial.number} {trial.state.name}: {trial_result(trial, metric)}; "
+        f"{best}; "
+        f"{seconds:.1f}s; {params_line(trial.params)}; ~{duration(left)} left"
+    )
+
+
 class TrialBookkeeper:
     """One line of progress; the trial's state and description on its run; the parent's best value and
     description; checkpoint clean-up."""
 
-    def __init__(
-        self, client: MlflowClient, parent_run_id: str, keep_checkpoints: int, metric: str, trials: int
-    ) -> None:
-        self.client, self.parent_run_id, self.keep = client, parent_run_id, keep_checkpoints
-        self.metric, self.trials = metric, trials
+    def __init__(self, client: MlflowClient, parent_run_id: str, metric: str, settings: SweepSettings) -> None:
+        self.client, self.parent_run_id, self.metric, self.settings = client, parent_run_id, metric, settings
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         stop_if_signalled()  # a signal swallowed during the trial still stops the sweep here
         if NOT_RUN_ATTR in trial.user_attrs:
             click.echo(f"Trial {trial.number} not run: {trial.user_attrs[NOT_RUN_ATTR]}")
             return
-        duration = trial.duration.total_seconds() if trial.duration else 0.0
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        reason = f" ({trial.user_attrs[FAIL_REASON_ATTR]})" if FAIL_REASON_ATTR in trial.user_attrs else ""
-        click.echo(f"Trial {trial.number} {trial.state.name}{reason}: value {value} in {duration:.1f}s {trial.params}")
+        click.echo(progress_line(study, trial, self.metric, self.settings))
         if RUN_ID_ATTR in trial.user_attrs:
             set_tags(self.client, trial.user_attrs[RUN_ID_ATTR], {
                 "trial_state": trial.state.name,
                 "mlflow.note.content": trial_description(trial, study.study_name, self.metric),
             })  # fmt: skip
-        set_description(self.client, self.parent_run_id, parent_description(study, self.metric, self.trials))
-        try:
-            best = study.best_trial
-        except ValueError:  # no complete trial yet
+        set_description(self.client, self.parent_run_id, parent_description(study, self.metric, self.settings.trials))
+        ranked = ranked_trials(study)
+        if not ranked:
             return
+        best = ranked[0]
         log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": best.value})
         set_tags(
             self.client,
             self.parent_run_id,
             {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}},
         )
-        remove_dropped_checkpoints(study, self.client, self.keep)
+        remove_dropped_checkpoints(study, self.client, self.settings.checkpoints_while_searching)

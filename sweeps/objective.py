@@ -54,16 +54,19 @@ class RepeatedPoint(TrialNotRun):
 
 
 def objective_value(history: TrainingHistory, metric: str) -> float:
+    """``final_val_loss``: the loss on the whole validation span after training; ``best_val_loss``: the best
+    evaluation's, on the fixed subset. Both on the same tokens for every trial."""
     if not history.evals:
         raise NonFiniteLossError("training ended before its first evaluation")
-    return history.best_eval.val_loss if metric == "best_val_loss" else history.evals[-1].val_loss
+    return history.best_eval.val_loss if metric == "best_val_loss" else history.final_val_loss
 
 
 class PruningReporter(TrainingCallback):
     """Reports to Optuna at fixed fractions of each trial's training, so steps line up across trials.
 
     Trials with other context lengths or batch sizes run other numbers of optimizer
-    steps; the report step is the tenth of training reached (0..10), not the step.
+    steps; the report step is the tenth of training reached (0..10), not the step. The value
+    is each evaluation's loss on the fixed validation subset (for ``best_val_loss``, the best so far).
     """
 
     def __init__(self, trial: optuna.Trial, metric: str, points: int = REPORT_POINTS) -> None:

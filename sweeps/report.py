@@ -18,8 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
+from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing
 from sweeps.space import SearchSpace
-from sweeps.study_runs import RUN_ID_ATTR, best_trial
+from sweeps.study_runs import RUN_ID_ATTR
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,24 +43,41 @@ def _score(trial: FrozenTrial) -> float | None:
     return None
 
 
+def params_line(params: dict) -> str:
+    """Sampled values as a person reads them: floats to 3 significant figures."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def metric_of(study: optuna.Study) -> str:
+    return study.metric_names[0] if study.metric_names else "value"
+
+
 def leaderboard(study: optuna.Study, top: int = 5) -> str:
-    """The best complete and pruned trials, ranked by their (last reported) value."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    trials = [t for t in study.get_trials(deepcopy=False, states=states) if _score(t) is not None]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    trials.sort(key=lambda t: (t.state != TrialState.COMPLETE, -_score(t) if maximize else _score(t)))
+    """The best trials: confirmed configurations by their mean over seeds, then the other complete
+    trials by their value, then the pruned ones by their last reported value."""
+    complete = final_order(study)
+    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if _score(t) is not None]
+    pruned.sort(key=lambda t: -_score(t) if maximizing(study) else _score(t))
+    confirmed = {r.trial.number: r for r in confirmed_ranking(study)}
     counts = {state.name: len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
     lines = [
         f"Study {study.study_name}: " + ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n),
-        f"{'trial':>5}  {'state':<8}  {'best val':>8}  {'seconds':>7}  params",
+        f"{'trial':>5}  {'state':<8}  {'value':>7}  {'mean ± std over seeds':<24}  {'seconds':>7}  params",
     ]
-    for trial in trials[:top]:
+    for trial in [*complete, *pruned][:top]:
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        lines.append(f"{trial.number:>5}  {trial.state.name:<8}  {_score(trial):>8.4f}  {seconds:>7.1f}  {params}")
-    if trials:
-        best_run = trials[0].user_attrs.get(RUN_ID_ATTR)
-        lines.append(f"Best trial's MLflow run: {best_run}; browse all with `python runner.py ui`")
+        ranked = confirmed.get(trial.number)
+        seeds = f"{ranked.mean:.4f} ± {ranked.std:.4f} ({ranked.seeds})" if ranked else "-"
+        if ranked and ranked.failed:
+            seeds += " failed"
+        lines.append(
+            f"{trial.number:>5}  {trial.state.name:<8}  {_score(trial):>7.4f}  {seeds:<24}  {seconds:>7.1f}  "
+            f"{params_line(trial.params)}"
+        )
+    if complete:
+        best = best_result(study)
+        lines.append(f"Best: trial {best.trial.number}, {best.describe(metric_of(study))}")
+        lines.append(f"Its MLflow run: {best.trial.user_attrs.get(RUN_ID_ATTR)}; browse all with `python runner.py ui`")
         lines.append(f"Export its config: python runner.py best --study {study.study_name} --export best.yaml")
     return "\n".join(lines)
 
@@ -121,9 +139,11 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
 
 
 def describe_best(study: optuna.Study) -> str:
-    trial = best_trial(study)
+    best = best_result(study)
+    trial = best.trial
     lines = [
-        f"Best trial of {study.study_name}: #{trial.number}, {study.direction.name.lower()}d value {trial.value:.4f}",
+        f"Best trial of {study.study_name}: #{trial.number}, {study.direction.name.lower()}d "
+        f"{best.describe(metric_of(study))}",
         f"  MLflow run: {trial.user_attrs.get(RUN_ID_ATTR)}",
         "  params:",
         *(f"    {k}: {v}" for k, v in trial.params.items()),

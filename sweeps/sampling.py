@@ -88,18 +88,20 @@ def repeated_trial(study: optuna.Study, trial: FrozenTrial | optuna.Trial, space
 class DistinctSampler(BaseSampler):
     """Optuna's TPE, random or grid sampling, seeded per trial, never proposing a point the study holds.
 
-    ``grid`` visits every point of its finite space once, in an order fixed by the seed.
+    ``grid`` visits every point of its finite space once, in an order fixed by the seed. With
+    ``parallel`` (several workers or machines) TPE counts running trials as bad ones (its
+    ``constant_liar``), so that trials started side by side do not crowd one region, as Optuna advises.
     """
 
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
+    def __init__(self, space: SearchSpace, parallel: bool = False) -> None:
+        self.space, self.parallel = space, parallel
         self.points = space.all_points()
         self._inner: dict[int, BaseSampler] = {}
         self._chosen: dict[int, dict[str, Any]] = {}
 
     def _inner_sampler(self, seed: int | None) -> BaseSampler:
         if self.space.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=self.parallel)
         return optuna.samplers.RandomSampler(seed=seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:

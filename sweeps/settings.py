@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS
 from sweeps.recovery import DEFAULT_HEARTBEAT_S
 from sweeps.space import SearchSpace
 from sweeps.storage import default_study_name
@@ -36,6 +37,19 @@ class SweepSettings:
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     system_metrics: bool = True
+    val_data: str | None = None
+    confirm: int = DEFAULT_CONFIRM
+    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS
+
+    @property
+    def parallel(self) -> bool:
+        """Trials run side by side: several workers here, or a database other machines may share."""
+        return self.workers > 1 or "://" in self.storage
+
+    @property
+    def checkpoints_while_searching(self) -> int:
+        """Checkpoints kept until confirmations have chosen the best: any of the ``confirm`` may win."""
+        return max(self.keep_checkpoints, self.confirm if self.confirm_seeds else 0)
 
     @classmethod
     def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:
@@ -58,3 +72,7 @@ class SweepSettings:
 
     def load_space(self) -> SearchSpace:
         return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)
+
+    def with_texts_of(self, space: SearchSpace) -> SweepSettings:
+        """The texts to train and validate on: the command line's, else the space's base's."""
+        return replace(self, data=self.data or space.data, val_data=self.val_data or space.val_data)

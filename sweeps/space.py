@@ -16,12 +16,12 @@ import optuna
 import yaml
 
 from gpt.config import MODEL_FIELDS, TrainingConfig, read_config_file, resolve_config
-from gpt.data import TokenizedText, create_dataloaders
+from gpt.data import TokenizedText, training_loader
 from gpt.errors import ConfigError, DataError
 
 DEFAULT_SPACE = Path(__file__).resolve().parent / "default.yaml"
 SPACE_KEYS = {"base", "objective", "params", "sampler", "pruner", "seed"}
-BASE_KEYS = {"mode", "config", "overrides"}
+BASE_KEYS = {"mode", "config", "overrides", "data", "val_data"}
 OBJECTIVE_KEYS = {"metric", "direction"}
 METRICS = ("best_val_loss", "final_val_loss")
 DIRECTIONS = ("minimize", "maximize")
@@ -34,7 +34,10 @@ DISTRIBUTION_KEYS = {
 }
 MAX_LISTED_POINTS = 100_000
 SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
-SEARCHABLE = SETTINGS - {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size"}
+# Trials compare on the base's validation tokens, so the span is not searched.
+UNSEARCHABLE = {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size", "eval_tokens",
+                "final_eval_tokens"}  # fmt: skip
+SEARCHABLE = SETTINGS - UNSEARCHABLE
 
 
 def _check_keys(where: str, values: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -47,6 +50,21 @@ def _check_keys(where: str, values: Any, required: set[str], optional: set[str])
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}")
     return values
+
+
+def _beside(space_file: Path, name: str) -> Path:
+    """A path the space names: as given if absolute, else relative to the space file's folder."""
+    return Path(name) if Path(name).is_absolute() else space_file.parent / name
+
+
+def _text_of(space_file: Path, base: dict[str, Any], key: str) -> str | None:
+    """``base.data`` or ``base.val_data``: a URL as it is, a file relative to the space file."""
+    value = base.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"base.{key} must be a file path or URL (got {value!r})")
+    return value if value.startswith(("http://", "https://")) else str(_beside(space_file, value))
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,8 @@ class SearchSpace:
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int | None = None
+    data: str | None = None  # the base's texts, when it names them; --data and --val-data win
+    val_data: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSpace:
@@ -157,11 +177,10 @@ class SearchSpace:
         mode = base.get("mode", "quick")
         file_values = None
         if base.get("config"):
-            config_path = Path(base["config"])
-            file_values = read_config_file(config_path if config_path.is_absolute() else path.parent / config_path)
+            file_values = read_config_file(_beside(path, base["config"]))
         overrides = _check_keys("base.overrides", base.get("overrides") or {}, set(), set(SETTINGS))
         base_config = resolve_config(mode, file_values, overrides)
-        metric = objective.get("metric", "best_val_loss")
+        metric = objective.get("metric", "final_val_loss")
         direction = objective.get("direction", "minimize")
         if metric not in METRICS:
             raise ConfigError(f"objective.metric must be one of {', '.join(METRICS)} (got {metric!r})")
@@ -178,6 +197,8 @@ class SearchSpace:
             metric=metric,
             direction=direction,
             params=params,
+            data=_text_of(path, base, "data"),
+            val_data=_text_of(path, base, "val_data"),
         )
         return space.with_options(spec.get("sampler"), spec.get("pruner"), spec.get("seed"))
 
@@ -223,7 +244,7 @@ class SearchSpace:
         for max_length, batch_size in itertools.product(self.values_of("max_length"), self.values_of("batch_size")):
             config = self.base.update(max_length=max_length, batch_size=batch_size)
             try:
-                create_dataloaders(tokens, config.max_length, config.stride, config.batch_size)
+                training_loader(tokens, config.max_length, config.stride, config.batch_size)
             except DataError as exc:
                 raise ConfigError(f"params.max_length {max_length} cannot be filled: {exc}") from None
 

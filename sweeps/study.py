@@ -14,9 +14,15 @@ from sweeps.space import SearchSpace
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def open_study(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, bool]:
-    """Create or resume ``name``; True when this call created it. A study of another space is refused."""
-    options = {"storage": storage, "sampler": DistinctSampler(space), "pruner": make_pruner(space), "study_name": name}
+def open_study(
+    space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, parallel: bool = False
+) -> tuple[optuna.Study, bool]:
+    """Create or resume ``name``; True when this call created it. A study of another space is refused.
+
+    ``parallel``: other processes run trials of the study at the same time (see ``DistinctSampler``).
+    """
+    sampler = DistinctSampler(space, parallel)
+    options = {"storage": storage, "sampler": sampler, "pruner": make_pruner(space), "study_name": name}
     try:
         study, created = optuna.create_study(direction=space.direction, **options), True
         with warnings.catch_warnings():

@@ -12,11 +12,12 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
+from sweeps.ranking import best_result, best_trial, final_order, ranked_trials
 from tracking.models import register_run_model
-from tracking.runs import context_tags, log_params
+from tracking.runs import context_tags, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
@@ -24,14 +25,8 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's ML
 PARENT_WAIT_S = 60.0
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial:
-    try:
-        return study.best_trial
-    except ValueError:
-        raise UserError(f"study {study.study_name!r} has no complete trial yet") from None
-
-
 def best_run_id(study: optuna.Study) -> str:
+    """The MLflow run of the best configuration's own trial (by its mean over seeds once confirmed)."""
     trial = best_trial(study)
     run_id = trial.user_attrs.get(RUN_ID_ATTR)
     if not run_id:
@@ -44,7 +39,7 @@ def registered_name(study_name: str) -> str:
 
 
 def register_best_model(study: optuna.Study, client: MlflowClient) -> str:
-    """The best trial's model, registered as ``gpt-<study>``; the same best run registers nothing new."""
+    """The best configuration's model, registered as ``gpt-<study>``; the same best run registers nothing new."""
     return register_run_model(client, best_run_id(study), registered_name(study.study_name))
 
 
@@ -99,12 +94,6 @@ def fail_lost_trial_run(trial: FrozenTrial, tracking_uri: str) -> None:
         client.set_terminated(run_id, "FAILED")
 
 
-def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete trials, best first."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return sorted(complete, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
-
-
 def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
     """Would a trial with ``value`` be among the best ``keep`` complete trials?"""
     if keep <= 0:
@@ -118,10 +107,26 @@ def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
 
 
 def remove_dropped_checkpoints(study: optuna.Study, client: MlflowClient, keep: int) -> list[int]:
-    """Delete the checkpoints of complete trials outside the best ``keep``; return their numbers."""
+    """Delete the checkpoints of complete trials outside the best ``keep`` (by their mean over seeds once
+    confirmed); return their numbers."""
     removed = []
-    for trial in ranked_trials(study)[keep:]:
+    for trial in final_order(study)[keep:]:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id and delete_checkpoint(client, run_id, "not among the best trials"):
             removed.append(trial.number)
     return removed
+
+
+def log_best_on_parent(study: optuna.Study, client: MlflowClient, parent_run_id: str, metric: str) -> None:
+    """The best configuration on the sweep's parent run: its trial, params, and mean over seeds."""
+    try:
+        best = best_result(study)
+    except UserError:  # no complete trial
+        return
+    set_tags(client, parent_run_id, {
+        "best_trial": best.trial.number,
+        "best_seeds": best.seeds,
+        "best_summary": best.describe(metric),
+        **{f"best.{k}": v for k, v in best.trial.params.items()},
+    })  # fmt: skip
+    log_metrics(client, parent_run_id, best.trial.number, {"best_mean": best.mean, "best_std": best.std})

@@ -11,12 +11,20 @@ import optuna
 
 from gpt.environment import load_tokens
 from gpt.errors import UserError
+from sweeps.confirm import confirm_best
+from sweeps.ranking import best_result
 from sweeps.report import leaderboard, log_study_report
 from sweeps.settings import SweepSettings
 from sweeps.space import SearchSpace
 from sweeps.storage import open_storage
 from sweeps.study import finished_trials, open_study
-from sweeps.study_runs import create_parent_run, register_best_model, wait_for_parent_run
+from sweeps.study_runs import (
+    create_parent_run,
+    log_best_on_parent,
+    register_best_model,
+    remove_dropped_checkpoints,
+    wait_for_parent_run,
+)
 from sweeps.workers import run_workers
 from tracking.runs import tracked_run
 from tracking.store import connect, experiment_id
@@ -47,7 +55,8 @@ def run_sweep(
     ``worker_setup`` runs first in each spawned worker process (the caller's log levels, say).
     """
     space = settings.load_space()
-    loaded = load_tokens(settings.data)
+    settings = settings.with_texts_of(space)
+    loaded = load_tokens(settings.data, val_data=settings.val_data)
     space.check_data(loaded[0])
     if dry_run:
         click.echo(space.describe())
@@ -68,10 +77,16 @@ def run_sweep(
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=settings.system_metrics):
         run_workers(settings, loaded, worker_setup)
+        if settings.confirm and settings.confirm_seeds:
+            confirm_best(study, settings, client, exp_id, parent_run_id, loaded, space.metric)
+            remove_dropped_checkpoints(study, client, settings.keep_checkpoints)
+        log_best_on_parent(study, client, parent_run_id, space.metric)
         log_study_report(study, client, parent_run_id, space)
     click.echo(leaderboard(study))
     try:
-        click.echo(f"Best model registered as {register_best_model(study, client)}")
+        registered = register_best_model(study, client)
+        click.echo(f"Best model registered as {registered}: trial {best_result(study).trial.number}, "
+                   f"{best_result(study).describe(space.metric)}")  # fmt: skip
     except UserError as exc:  # no complete trial, or its checkpoint was not kept: the sweep itself succeeded
         click.echo(f"Best model not registered: {exc}")
     return SweepResult(study, parent_run_id, exp_id)

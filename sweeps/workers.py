@@ -45,9 +45,9 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
     """
     space = settings.load_space()
     client = connect(settings.tracking_uri)
-    tokens, tokenizer = loaded or load_tokens(settings.data)
+    tokens, tokenizer = loaded or load_tokens(settings.data, val_data=settings.val_data)
     storage = open_storage(settings.storage, settings.heartbeat_s, stale_trial_callback(client.tracking_uri))
-    study, _ = open_study(space, settings.study_name, storage)
+    study, _ = open_study(space, settings.study_name, storage, settings.parallel)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold a place in the count
@@ -66,7 +66,7 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
             tokenizer,
             settings.device,
             settings.log_every,
-            settings.keep_checkpoints,
+            settings.checkpoints_while_searching,
             plotter,
             settings.system_metrics,
         )
@@ -77,7 +77,7 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
             catch=(*TRIAL_FAILURES, TrialNotRun),
             callbacks=[
                 optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
-                TrialBookkeeper(client, parent_run_id, settings.keep_checkpoints, space.metric, settings.trials),
+                TrialBookkeeper(client, parent_run_id, space.metric, settings),
             ],
         )
 

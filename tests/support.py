@@ -22,7 +22,7 @@ VERDICT = SHARED / "data" / "the-verdict.txt"
 TINY_BASE = """
 base:
   mode: quick
-  overrides: {num_epochs: 1, emb_dim: 16, n_heads: 2, n_layers: 1, eval_iter: 1, batch_size: 8}
+  overrides: {num_epochs: 1, emb_dim: 16, n_heads: 2, n_layers: 1, batch_size: 8}
 """
 
 SPACE = (
@@ -45,9 +45,10 @@ def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
 
 
 def sweep(space: Path, store: str, verdict: Path, *args: str) -> int:
-    return runner.main(
-        ["sweep", "--space", str(space), "--data", str(verdict), "--tracking-uri", store, "--log-every", "5", *args]
-    )
+    """A sweep on the tiny space; no confirmations unless ``args`` ask for them (the last --confirm wins)."""
+    fixed = ["--space", str(space), "--data", str(verdict), "--tracking-uri", store, "--log-every", "5"]
+    fixed += ["--confirm", "0"]
+    return runner.main(["sweep", *fixed, *args])
 
 
 def children_of(client: MlflowClient, parent_id: str):

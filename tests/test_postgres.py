@@ -90,7 +90,7 @@ def runner_command(*args: str) -> list[str]:
 def test_a_killed_worker_goes_stale_by_heartbeat_and_the_rerun_finishes(postgres_url, tmp_path, store, verdict):
     storage = create_database(postgres_url, "heartbeat")
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
-    command = runner_command("sweep", "--space", str(space), "--trials", "2", "--data", str(verdict))
+    command = runner_command("sweep", "--space", str(space), "--trials", "2", "--confirm", "0", "--data", str(verdict))
     command += ["--tracking-uri", store, "--storage", storage, "--heartbeat", "1"]
 
     def training() -> bool:
@@ -141,8 +141,9 @@ def test_machines_and_workers_share_one_study_run_exactly_n_and_never_repeat_a_p
     space = write_space(tmp_path, SPACE)
 
     def command(trials: int) -> list[str]:
-        return runner_command("sweep", "--space", str(space), "--trials", str(trials), "--data", str(verdict),
-                              "--storage", storage, "--tracking-uri", mlflow_server)  # fmt: skip
+        return runner_command("sweep", "--space", str(space), "--trials", str(trials), "--confirm", "0",
+                              "--data", str(verdict), "--storage", storage,
+                              "--tracking-uri", mlflow_server)  # fmt: skip
 
     machines = []
     # Separate processes, separate working folders, nothing shared locally; one machine runs two workers.

@@ -74,13 +74,13 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     trials = study.get_trials()
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 9
     assert study.user_attrs["mlflow_parent_run_id"] == parent_id
-    assert "Study sweep-tiny: 4 of 9 trials finished" in out and "best val" in out
+    assert "Study sweep-tiny: 4 of 9 trials finished" in out and "mean ± std over seeds" in out
 
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-tiny"
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("**Sweep** `sweep-tiny`: minimize `best_val_loss`, 9 trials asked for.")
-    assert "Study sweep-tiny: " in description and "best val" in description  # the leaderboard
+    assert description.startswith("**Sweep** `sweep-tiny`: minimize `final_val_loss`, 9 trials asked for.")
+    assert "Study sweep-tiny: " in description and "mean ± std over seeds" in description  # the leaderboard
     assert parent.data.params["space.learning_rate"] == "float 1e-05..0.03 log"
     assert len(client.search_runs([parent.info.experiment_id], "attributes.run_name = 'sweep-tiny'")) == 1
     assert client.get_metric_history(parent_id, "best_value")[-1].value == pytest.approx(study.best_value)
@@ -128,7 +128,7 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     args = ["single", "--config", str(exported), "--data", str(verdict), "--tracking-uri", store]
     assert runner.main([*args, "--experiment", "rerun"]) == 0
     rerun = client.search_runs([client.get_experiment_by_name("rerun").experiment_id])[0]
-    assert rerun.data.metrics["best_val_loss"] == pytest.approx(study.best_value, abs=1e-5)
+    assert rerun.data.metrics["final_val_loss"] == pytest.approx(study.best_value, abs=1e-5)
 
 
 def test_a_nan_trial_fails_and_the_sweep_goes_on_until_the_space_is_used_up(tmp_path, store, verdict, capsys):

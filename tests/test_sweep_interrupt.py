@@ -30,7 +30,7 @@ def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_
 ):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 4"))
     command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
-    command += ["--data", str(verdict), "--tracking-uri", store]
+    command += ["--confirm", "0", "--data", str(verdict), "--tracking-uri", store]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not trial_is_training(tmp_path, reported=True):  # mid-training
@@ -62,7 +62,7 @@ def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_
 def test_a_killed_worker_is_found_dead_and_the_same_command_finishes_the_study(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
     command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
-    command += ["--data", str(verdict), "--tracking-uri", store, "--heartbeat", "2"]
+    command += ["--confirm", "0", "--data", str(verdict), "--tracking-uri", store, "--heartbeat", "2"]
     start_and_kill_mid_trial(command, tmp_path, lambda: trial_is_training(tmp_path))
 
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
@@ -99,7 +99,7 @@ def wait_until(condition, seconds: float = 120) -> bool:
 def test_workers_stop_with_their_sweep_and_the_same_command_finishes(parent_dies, tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 6"))
     command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
-    command += ["--data", str(verdict), "--tracking-uri", store, "--workers", "2"]
+    command += ["--confirm", "0", "--data", str(verdict), "--tracking-uri", store, "--workers", "2"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert wait_until(lambda: len(running_workers(tmp_path)) == 2), "the two workers never trained at once"
     workers = running_workers(tmp_path)

@@ -102,13 +102,20 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
         info = mlflow.pytorch.log_model(
             model,
             name="model",
-            registered_model_name=name,
             serialization_format="pickle",  # the whole GPTModel, so it generates at any length (pt2 traces one)
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tiktoken"],
             run_id=run_id,  # passed on to mlflow.models.Model.log: the run, without starting it again
             step=best_step,
         )
-    return f"models:/{name}/{info.registered_model_version}"
+    # Registered through the client, not log_model's registered_model_name: that path prints
+    # "Successfully registered model ..." to stderr, and the runner says what it registered itself.
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id)
+    return f"models:/{name}/{version.version}"
 
 
 def sample_from_run(

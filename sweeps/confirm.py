@@ -1,0 +1,94 @@
+"""Confirmations: once the search is done, the best few configurations are trained again with other seeds.
+
+A sweep's ranking rests on one seed per trial, and the luckiest seed is what a search finds
+first. Each confirmation is an MLflow child run of the sweep (tagged ``confirms_trial``, not an
+Optuna trial, so it never counts toward ``--trials`` nor steers the sampler); its value goes
+into a study attribute, so a stopped sweep run again trains only the confirmations still missing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+import optuna
+from optuna.trial import FrozenTrial
+
+from gpt.config import TrainingConfig
+from gpt.data import TokenizedText
+from gpt.environment import prepare_environment
+from gpt.errors import one_line
+from sweeps.objective import TRIAL_FAILURES, objective_value
+from sweeps.ranking import confirmation_key, confirmed_ranking, ranked_trials
+from sweeps.settings import SweepSettings
+from tracking.runs import log_params, run_params, tracked_run
+from tracking.training import train_tracked
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def confirmation_seeds(seed: int, count: int) -> list[int]:
+    """The seeds a configuration trained with ``seed`` is confirmed with: the next ``count``."""
+    return [seed + i for i in range(1, count + 1)]
+
+
+def missing_confirmations(study: optuna.Study, best: int, seeds: int) -> list[tuple[FrozenTrial, int]]:
+    """(trial, seed) pairs of the ``best`` trials by their own value not yet confirmed."""
+    done = study.user_attrs
+    return [
+        (trial, seed)
+        for trial in ranked_trials(study)[:best]
+        for seed in confirmation_seeds(TrainingConfig.from_dict(trial.user_attrs["config"]).seed, seeds)
+        if confirmation_key(trial.number, seed) not in done
+    ]
+
+
+def confirm_best(
+    study: optuna.Study,
+    settings: SweepSettings,
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    loaded: tuple[TokenizedText, Any],
+    metric: str,
+) -> None:
+    """Train each missing confirmation of the ``settings.confirm`` best trials, one line each."""
+    todo = missing_confirmations(study, settings.confirm, settings.confirm_seeds)
+    if not todo:
+        return
+    click.echo(
+        f"Confirming the {settings.confirm} best configurations with {settings.confirm_seeds} more "
+        f"seed{'s' if settings.confirm_seeds > 1 else ''} each: "
+        f"{len(todo)} run{'s' if len(todo) > 1 else ''} to train"
+    )
+    tokens, tokenizer = loaded
+    for done, (trial, seed) in enumerate(todo, start=1):
+        started = time.perf_counter()
+        config = TrainingConfig.from_dict(trial.user_attrs["config"]).update(seed=seed)
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "optuna_study": study.study_name,
+            "confirms_trial": str(trial.number),
+        }
+        record: dict[str, Any] = {"seed": seed, "value": None}
+        try:
+            name = f"{study.study_name}-trial-{trial.number}-seed-{seed}"
+            with tracked_run(client, experiment_id, name, tags, system_metrics=settings.system_metrics) as run_id:
+                record["run_id"] = run_id
+                env = prepare_environment(config, device=settings.device, tokenizer=tokenizer, tokens=tokens)
+                log_params(client, run_id, run_params(env, {"study": study.study_name, "confirms_trial": trial.number}))
+                history = train_tracked(
+                    env, client, run_id, (), settings.log_every, progress_bar=False, keep_checkpoint=False
+                )
+                record["value"] = objective_value(history, metric)
+        except TRIAL_FAILURES as exc:  # an unstable configuration: it ranks last, the sweep goes on
+            record["fail_reason"] = one_line(exc, 500)
+        study.set_user_attr(confirmation_key(trial.number, seed), record)
+        standing = next(r for r in confirmed_ranking(study) if r.trial.number == trial.number)
+        value = f"{record['value']:.4f}" if record["value"] is not None else f"failed ({record['fail_reason']})"
+        click.echo(
+            f"[confirm {done}/{len(todo)}] trial {trial.number}, seed {seed}: {metric} {value} "
+            f"in {time.perf_counter() - started:.1f}s; {standing.describe(metric)}"
+        )

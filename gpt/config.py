@@ -114,8 +114,9 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
     eval_freq: int = 25
-    eval_tokens: int = 2048  # validation targets each evaluation during training reads (a fixed subset)
-    final_eval_tokens: int = 32768  # validation targets the run's final_val_loss is measured on
+    eval_tokens: int = 1024  # validation targets each evaluation during training reads (a fixed subset)
+    final_eval_tokens: int = 65536  # validation targets the run's final_val_loss is measured on
+    eval_block: int = 0  # validation block length: the longest context compared (0: this run's), at least 256
     max_length: int = 512
     stride: int = 256
     start_context: str = "Every effort moves you"
@@ -135,7 +136,15 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         for name in ("num_epochs", "batch_size", "eval_freq", "eval_tokens", "max_length", "stride"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in ("num_workers", "warmup_steps", "seed", "max_steps", "max_tokens", "checkpoint_every"):
+        for name in (
+            "num_workers",
+            "warmup_steps",
+            "seed",
+            "max_steps",
+            "max_tokens",
+            "checkpoint_every",
+            "eval_block",
+        ):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
         _require(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")

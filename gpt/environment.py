@@ -85,7 +85,9 @@ def prepare_environment(
     train_loader = training_loader(
         tokens, config.max_length, config.stride, config.batch_size, config.num_workers, config.seed
     )
-    validation = ValidationSet.build(tokens.val_ids, config.max_length, config.final_eval_tokens, config.eval_tokens)
+    validation = ValidationSet.build(
+        tokens.val_ids, config.max_length, config.final_eval_tokens, config.eval_tokens, config.eval_block
+    )
     torch.manual_seed(config.seed)
     model = GPTModel(config.model).to(torch_device)
     on_cuda = torch_device.type == "cuda"

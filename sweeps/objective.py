@@ -159,7 +159,7 @@ class TrialObjective:
 
     def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:
         trial.set_user_attr(WORKER_ATTR, this_worker())
-        config = self.space.base.update(**sampled)
+        config = self.space.trial_base().update(**sampled)
         # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
         total_steps = config.training_steps(steps_per_epoch(self.tokens, config))
         config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))

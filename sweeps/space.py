@@ -36,7 +36,7 @@ MAX_LISTED_POINTS = 100_000
 SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
 # Trials compare on the base's validation tokens, so the span is not searched.
 UNSEARCHABLE = {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size", "eval_tokens",
-                "final_eval_tokens"}  # fmt: skip
+                "final_eval_tokens", "eval_block"}  # fmt: skip
 SEARCHABLE = SETTINGS - UNSEARCHABLE
 
 
@@ -238,6 +238,13 @@ class SearchSpace:
         if param:
             return param.candidate_values()
         return [getattr(self.base.model if name in MODEL_FIELDS else self.base, name)]
+
+    def trial_base(self) -> TrainingConfig:
+        """The base each trial starts from: validation blocks as long as the space's longest context, so
+        that every trial is scored on the same tokens."""
+        if self.base.eval_block:
+            return self.base
+        return self.base.update(eval_block=max(self.values_of("max_length")))
 
     def check_data(self, tokens: TokenizedText) -> None:
         """Every context length and batch size the space can sample must fit the text."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from gpt.config import PRESETS
 from gpt.environment import prepare_environment
-from gpt.evaluation import BLOCK_TOKENS, ValidationSpan, windows_of
+from gpt.evaluation import MIN_BLOCK_TOKENS, ValidationSpan, windows_of
 from gpt.training import validation_loss
 
 
@@ -31,17 +31,17 @@ def test_every_context_length_scores_the_same_targets_once(tokens):
         for start, n in zip(span.starts.tolist(), span.targets.tolist(), strict=True)
         for i in range(start + 1, start + 1 + n)
     )
-    assert sum(expected.values()) == span.tokens == min(tokens // BLOCK_TOKENS * BLOCK_TOKENS, len(ids) - 1)
+    assert sum(expected.values()) == span.tokens == min(tokens // MIN_BLOCK_TOKENS * MIN_BLOCK_TOKENS, len(ids) - 1)
     assert max(expected.values()) == 1  # blocks never overlap
     for context_length in (16, 32, 100, 128, 1000, 4096):
         assert scored_targets(span, context_length) == expected
 
 
 def test_a_long_split_is_sampled_from_start_to_end_and_a_subset_keeps_whole_blocks():
-    span = ValidationSpan.of(np.arange(1_000_000), 32 * BLOCK_TOKENS)
-    assert len(span.starts) == 32 and span.starts[0] == 0 and span.starts[-1] == 1_000_000 - 1 - BLOCK_TOKENS
-    subset = span.subset(4 * BLOCK_TOKENS)
-    assert subset.tokens == 4 * BLOCK_TOKENS and set(subset.starts) <= set(span.starts)
+    span = ValidationSpan.of(np.arange(1_000_000), 32 * MIN_BLOCK_TOKENS)
+    assert len(span.starts) == 32 and span.starts[0] == 0 and span.starts[-1] == 1_000_000 - 1 - MIN_BLOCK_TOKENS
+    subset = span.subset(4 * MIN_BLOCK_TOKENS)
+    assert subset.tokens == 4 * MIN_BLOCK_TOKENS and set(subset.starts) <= set(span.starts)
     assert subset.starts[0] == span.starts[0] and subset.starts[-1] == span.starts[-1]
     assert span.subset(10**9) is span
 

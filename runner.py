@@ -112,11 +112,11 @@ def cli() -> None:
 @click.option("--learning-rate", type=float)
 @click.option("--weight-decay", type=float)
 @click.option("--eval-freq", type=int, help="Evaluate every N steps.")
-@click.option("--eval-tokens", type=int, help="Validation tokens each evaluation during training reads [quick: 2048].")
+@click.option("--eval-tokens", type=int, help="Validation tokens each evaluation during training reads [256].")
 @click.option(
     "--final-eval-tokens",
     type=int,
-    help="Validation tokens the run's final_val_loss is measured on, at its end [32768].",
+    help="Validation tokens the run's final_val_loss is measured on, at its end [65536].",
 )
 @click.option("--max-length", type=int, help="Context length in tokens (also sets the model's).")
 @click.option("--stride", type=int, help="Tokens between the starts of training windows.")

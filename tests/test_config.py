@@ -16,7 +16,7 @@ from gpt.errors import ConfigError
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"stride": 0}, "stride must be >= 1"),
         ({"eval_tokens": 0}, "eval_tokens must be >= 1"),
-        ({"final_eval_tokens": 100}, r"final_eval_tokens \(100\) must be >= eval_tokens \(1024\)"),
+        ({"final_eval_tokens": 100}, r"final_eval_tokens \(100\) must be >= eval_tokens \(256\)"),
         ({"eval_freq": -2}, "eval_freq must be >= 1"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
         ({"emb_dim": 0}, "emb_dim must be >= 1"),

@@ -45,7 +45,11 @@ class ValidationSpan:
             raise DataError(f"the validation split has {len(ids)} token(s); it needs at least 2")
         if available <= max(tokens, block):
             starts = np.arange(0, available, block)
-            return cls(starts, np.minimum(block, available - starts), block)
+            targets = np.minimum(block, available - starts)
+            # A short last block joins the one before it, so its few targets keep their context.
+            if len(starts) > 1 and targets[-1] < block:
+                starts, targets = starts[:-1], np.append(targets[:-2], targets[-2] + targets[-1])
+            return cls(starts, targets, block)
         blocks = max(1, tokens // block)
         starts = np.linspace(0, available - block, blocks).round().astype(np.int64)
         return cls(starts, np.full(blocks, block), block)

@@ -60,8 +60,9 @@ def describe_result(history: TrainingHistory) -> str:
     if not history.evals:
         return "Training summary: no evaluation was reached"
     last, best = history.evals[-1], history.best_eval
+    final = "" if history.final_val_loss is None else f", final_val_loss {history.final_val_loss:.4f}"
     return (
-        f"Training summary: final train loss {last.train_loss:.4f}, final val loss {last.val_loss:.4f}, "
+        f"Training summary: final train loss {last.train_loss:.4f}, final val loss {last.val_loss:.4f}{final}, "
         f"best val loss {best.val_loss:.4f} (step {best.step})"
     )
 

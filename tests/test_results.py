@@ -109,7 +109,7 @@ def test_a_sweep_registers_its_best_model_once(store, verdict, tmp_path, capsys)
     assert version.source == f"models:/{output.model_id}"
     linked = {m.key: m for m in client.get_logged_model(output.model_id).metrics}
     assert linked["val_loss"].step == int(run.data.metrics["best_val_step"])  # the best step's, not step 0's
-    assert linked["val_loss"].value == pytest.approx(trial.value)
+    assert linked["val_loss"].value == pytest.approx(run.data.metrics["best_val_loss"])
 
     status, out, _ = generate(capsys, store, "--study", "sweep-tiny")
     assert status == 0 and out.startswith("Every effort moves you")

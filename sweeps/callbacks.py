@@ -16,7 +16,7 @@ from sweeps.report import leaderboard, params_line
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.settings import SweepSettings
 from sweeps.study import FINISHED_STATES
-from sweeps.study_runs import RUN_ID_ATTR, remove_dropped_checkpoints
+from sweeps.study_runs import RUN_ID_ATTR, log_best_on_parent, remove_dropped_checkpoints
 from tracking.runs import log_metrics, set_description, set_tags
 
 if TYPE_CHECKING:
@@ -106,11 +106,6 @@ class TrialBookkeeper:
         ranked = ranked_trials(study)
         if not ranked:
             return
-        best = ranked[0]
-        log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": best.value})
-        set_tags(
-            self.client,
-            self.parent_run_id,
-            {"best_trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}},
-        )
+        log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": ranked[0].value})
+        log_best_on_parent(study, self.client, self.parent_run_id, self.metric)
         remove_dropped_checkpoints(study, self.client, self.settings.checkpoints_while_searching)

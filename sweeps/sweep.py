@@ -84,9 +84,8 @@ def run_sweep(
         log_study_report(study, client, parent_run_id, space)
     click.echo(leaderboard(study))
     try:
-        registered = register_best_model(study, client)
-        click.echo(f"Best model registered as {registered}: trial {best_result(study).trial.number}, "
-                   f"{best_result(study).describe(space.metric)}")  # fmt: skip
+        registered, best = register_best_model(study, client), best_result(study)
+        click.echo(f"Best model registered as {registered}: trial {best.trial.number}, {best.describe(space.metric)}")
     except UserError as exc:  # no complete trial, or its checkpoint was not kept: the sweep itself succeeded
         click.echo(f"Best model not registered: {exc}")
     return SweepResult(study, parent_run_id, exp_id)

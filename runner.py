@@ -1,25 +1,45 @@
 """Command line: train one GPT (``single``), search hyperparameters (``sweep``), show the best trial (``best``).
 
 This module only parses options and calls ``tracking`` and ``sweeps``; every rule lives there or in ``gpt``.
-It is also the one place for process-wide settings: log levels, the Ctrl-C and SIGTERM handlers, the
-allocator, TF32 and matplotlib's backend.
+Process-wide settings (log levels, the allocator, TF32, matplotlib's backend) come from ``process_setup``,
+which this module, the spawned sweep workers and the benchmarks call; ``main`` installs the Ctrl-C and
+SIGTERM handlers.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from gpt.config import DEVICES, MODES, PRECISIONS, STRATEGIES, read_config_file, resolve_config
+from gpt.config import DEVICES, MODES, STRATEGIES, flag_settings, read_config_file, resolve_config
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
-from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS
+from process_setup import (
+    prepare_sweep_process,
+    prepare_sweep_worker,
+    prepare_training_process,
+    quiet_mlflow,
+    quiet_optuna,
+)
+from sweeps import (
+    DEFAULT_CONFIRM,
+    DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_TRIALS,
+    GRACE_BEATS,
+    PRUNERS,
+    SAMPLERS,
+)
 
-log = logging.getLogger("gpt-runner")
+TRACKING_URI_OPTION = click.option(
+    "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
+)
+STORAGE_OPTION = click.option(
+    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
+)
 
 RUN_OPTIONS = [
     click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
@@ -42,52 +62,30 @@ RUN_OPTIONS = [
         help="Log CPU, memory and GPU use as system/* metrics of each run.",
     ),
     click.option("--experiment", default=None, help="MLflow experiment [default: gpt-from-scratch]."),
-    click.option(
-        "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
-    ),
+    TRACKING_URI_OPTION,
 ]
 
 
-def quiet_mlflow() -> None:
-    """MLflow announces its database migrations on every new store and the start and end of each run's
-    system metrics, and warns that a pickled model runs code when loaded (ours is this project's own
-    GPTModel): none of it is news to a user. With a tracking server MLflow would also print two links per
-    run ended, a pair per trial; the runner prints its own summary instead."""
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # spawned workers inherit it
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+def config_option(name: str, kind: type, setting: dict):
+    """The flag of one ``TrainingConfig``/``ModelConfig`` setting: its name, type, range and help come
+    from the field's ``setting``; it defaults to None, so the preset and the config file keep theirs."""
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=setting["help"])
+    if setting.get("choices"):
+        kind = click.Choice(setting["choices"])
+    elif kind is int:
+        kind = click.IntRange(min=setting["minimum"])
+    elif kind is float and setting["minimum"] is not None:
+        kind = click.FloatRange(min=setting["minimum"])
+    return click.option(flag, name, type=kind, default=None, help=setting["help"])
 
 
-def quiet_optuna() -> None:
-    """Each trial gets our own one-line summary; Optuna's warnings would add a traceback per failed trial.
-    Also run by each spawned sweep worker first."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def tune_process() -> None:
-    """The process-wide switches the fast training path relies on, set here and never by library code:
-    glibc keeps freed memory for reuse (each step's logits are then not fresh, kernel-zeroed pages), and
-    fp32 matmuls on CUDA run on TF32 tensor cores."""
-    from gpt.device import allow_tf32, keep_freed_memory
-
-    if keep_freed_memory():
-        log.info("glibc keeps freed memory for reuse (mallopt)")
-    else:
-        log.info("freed memory goes back to the system: this is not glibc")
-    allow_tf32()
-
-
-def prepare_sweep_process() -> None:
-    """What every sweep process needs first, the command's own and each spawned worker."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # the report's plots are files, never windows
-    quiet_mlflow()
-    quiet_optuna()
-    tune_process()
+def config_options(command):
+    """A flag for each training and model setting, in the order the dataclasses declare them."""
+    for name, kind, setting in reversed(flag_settings()):
+        command = config_option(name, kind, setting)(command)
+    return command
 
 
 def run_options(command):
@@ -107,57 +105,7 @@ def cli() -> None:
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="YAML or JSON settings (custom_params shape)."
 )
-@click.option("--num-epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--learning-rate", type=float)
-@click.option("--weight-decay", type=float)
-@click.option("--eval-freq", type=int, help="Evaluate every N steps.")
-@click.option("--eval-tokens", type=int, help="Validation tokens each evaluation during training reads [256].")
-@click.option(
-    "--final-eval-tokens",
-    type=int,
-    help="Validation tokens the run's final_val_loss is measured on, at its end [65536].",
-)
-@click.option("--max-length", type=int, help="Context length in tokens (also sets the model's).")
-@click.option("--stride", type=int, help="Tokens between the starts of training windows.")
-@click.option("--start-context", help="Prompt for the sample after each epoch.")
-@click.option("--num-workers", type=int, help="DataLoader worker processes.")
-@click.option("--n-heads", type=int)
-@click.option("--n-layers", type=int)
-@click.option("--emb-dim", type=int)
-@click.option("--drop-rate", type=float)
-@click.option("--qkv-bias/--no-qkv-bias", default=None)
-@click.option("--warmup-steps", type=int, help="Linear learning-rate warmup steps (0: off).")
-@click.option("--cosine-decay/--no-cosine-decay", default=None, help="Cosine decay to --min-learning-rate.")
-@click.option("--min-learning-rate", type=float)
-@click.option("--grad-clip", type=float, help="Clip the gradient norm to this (0: off).")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    help="auto: bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX, fp32 elsewhere.",
-)
-@click.option(
-    "--compile/--no-compile",
-    default=None,
-    help="torch.compile the model (a slow start; pays on GPUs at larger batches).",
-)
-@click.option("--seed", type=int)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(min=0),
-    help="Train this many optimizer steps, however many epochs that is (0: no budget).",
-)
-@click.option(
-    "--max-tokens",
-    type=click.IntRange(min=0),
-    help="Train on this many tokens, rounded up to whole batches (0: no budget); with --max-steps, the tighter wins.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.IntRange(min=0),
-    help="Rewrite the run's checkpoint every N steps [default 0: at evaluations that improve the val loss, "
-    "at most every 5 minutes, and at the end].",
-)
+@config_options
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
 @click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue a stopped run from its last checkpoint.")
@@ -189,7 +137,7 @@ def single(
     from tracking.single import resume_single, run_single
     from tracking.store import DEFAULT_EXPERIMENT
 
-    tune_process()
+    prepare_training_process()
     if resume_run:
         given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
         given += [
@@ -238,12 +186,14 @@ def single(
     help="Search space YAML [default: sweeps/default.yaml].",
 )
 @click.option(
-    "--trials", type=click.IntRange(min=1), default=30, show_default=True, help="Finished trials the study should hold."
+    "--trials",
+    type=click.IntRange(min=1),
+    default=DEFAULT_TRIALS,
+    show_default=True,
+    help="Finished trials the study should hold.",
 )
 @click.option("--study", default=None, help="Optuna study name [default: sweep-<space file name>].")
-@click.option(
-    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
-)
+@STORAGE_OPTION
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -251,12 +201,8 @@ def single(
     show_default=True,
     help="Processes sharing the study; they split the cores.",
 )
-@click.option(
-    "--sampler", type=click.Choice(["tpe", "random", "grid"]), default=None, help="Overrides the space file's."
-)
-@click.option(
-    "--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None, help="Overrides the space file's."
-)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Overrides the space file's.")
+@click.option("--pruner", type=click.Choice(PRUNERS), default=None, help="Overrides the space file's.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -267,16 +213,16 @@ def single(
 @click.option(
     "--keep-checkpoints",
     type=click.IntRange(min=0),
-    default=1,
+    default=DEFAULT_KEEP_CHECKPOINTS,
     show_default=True,
     help="Keep checkpoints of the best K trials (until confirmations end, of the --confirm best too).",
 )
 @click.option(
     "--heartbeat",
     type=click.IntRange(min=1),
-    default=20,
+    default=DEFAULT_HEARTBEAT_S,
     show_default=True,
-    help="Seconds between a worker's heartbeats; a trial silent for 3 beats is failed and retried.",
+    help=f"Seconds between a worker's heartbeats; a trial silent for {GRACE_BEATS} beats is failed and retried.",
 )
 @click.option(
     "--confirm",
@@ -319,9 +265,9 @@ def sweep(
     tracking_uri,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is an MLflow child run of the study's parent run."""
-    from sweeps.settings import SweepSettings
+    from sweeps.settings import SweepSettings, default_study_name
     from sweeps.space import DEFAULT_SPACE
-    from sweeps.storage import default_storage, default_study_name
+    from sweeps.storage import default_storage
     from sweeps.sweep import run_sweep
     from tracking.store import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
@@ -350,15 +296,13 @@ def sweep(
         confirm_seeds=confirm_seeds,
     )
     prepare_sweep_process()
-    run_sweep(settings, dry_run=dry_run, worker_setup=prepare_sweep_process)
+    run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run)
 
 
 @cli.command()
 @click.option("--study", required=True, help="Optuna study name.")
-@click.option(
-    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
-)
-@click.option("--tracking-uri", default=None, help="MLflow store the sweep used (locates the default storage).")
+@STORAGE_OPTION
+@TRACKING_URI_OPTION
 @click.option("--export", type=click.Path(path_type=Path), default=None, help="Write the best trial's config here.")
 def best(study, storage, tracking_uri, export) -> None:
     """Show a study's best trial; --export writes a config that `single --config` reproduces."""
@@ -371,11 +315,6 @@ def best(study, storage, tracking_uri, export) -> None:
     click.echo(describe_best(loaded))
     if export:
         click.echo(f"Wrote {export_best(loaded, export)}; rerun it with: python runner.py single --config {export}")
-
-
-TRACKING_URI_OPTION = click.option(
-    "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
-)
 
 
 @cli.command()
@@ -393,7 +332,7 @@ def ui(host, port, tracking_uri) -> None:
 @cli.command()
 @click.option("--run-id", help="MLflow run whose checkpoint to load.")
 @click.option("--study", help="Or: an Optuna study, for its best trial's run.")
-@click.option("--storage", default=None, help="The study's storage [default: optuna-journal.log beside mlflow.db].")
+@STORAGE_OPTION
 @click.option("--prompt", default="Every effort moves you", show_default=True)
 @click.option("--max-new-tokens", type=int, default=50, show_default=True)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="greedy", show_default=True)

@@ -19,7 +19,7 @@ from gpt.checkpoint import save_checkpoint
 from gpt.config import MODES, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import TrainingHistory, train_step
-from runner import tune_process
+from process_setup import prepare_training_process
 
 
 @click.command()
@@ -29,7 +29,7 @@ from runner import tune_process
     "--folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Where to write."
 )
 def main(mode: str, data: str, folder: Path | None) -> None:
-    tune_process()
+    prepare_training_process()
     env = prepare_environment(resolve_config(mode, None, {"precision": "fp32"}), data, "cpu")
     inputs, targets = next(iter(env.train_loader))
     train_step(env, inputs, targets, env.config.learning_rate)  # AdamW allocates its state on the first step

@@ -16,7 +16,7 @@ from benchmarks.options import data_option
 from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
 from gpt.training import train
-from runner import tune_process
+from process_setup import prepare_training_process
 
 
 @click.command()
@@ -25,7 +25,7 @@ from runner import tune_process
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @data_option
 def main(mode: str, precision: str, device: str, data: str) -> None:
-    tune_process()
+    prepare_training_process()
     config = resolve_config(mode, None, {"precision": precision})
     started = time.perf_counter()
     env = prepare_environment(config, data, device)

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from benchmarks.options import data_option
-from runner import prepare_sweep_process
+from process_setup import prepare_sweep_process, prepare_sweep_worker
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
 from sweeps.sweep import run_sweep
@@ -36,7 +36,7 @@ def main(trials: int, space: Path, data: str) -> None:
         for pruner in ("median", "none"):
             started = time.perf_counter()
             result = run_sweep(
-                replace(base, pruner=pruner, study_name=f"bench-{pruner}"), worker_setup=prepare_sweep_process
+                replace(base, pruner=pruner, study_name=f"bench-{pruner}"), worker_setup=prepare_sweep_worker
             )
             wall = time.perf_counter() - started
             finished = result.study.get_trials()[:trials]

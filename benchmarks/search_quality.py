@@ -31,7 +31,7 @@ from gpt.data import SlidingWindowDataset
 from gpt.environment import Environment, load_tokens, prepare_environment
 from gpt.evaluation import ValidationSpan, windows_of
 from gpt.training import EvalResult, TrainingCallback, batch_loss, train, validation_loss
-from runner import prepare_sweep_process
+from process_setup import prepare_sweep_process, prepare_sweep_worker
 from sweeps.ranking import best_result
 from sweeps.sampling import REPORT_POINTS
 from sweeps.settings import SweepSettings
@@ -115,7 +115,7 @@ def strategies(folder: str, data: str, val_data: str, trials: int, tokens: int, 
     for sampler, pruner in STRATEGIES:
         settings = replace(base, sampler=sampler, pruner=pruner, study_name=f"quality-{sampler}-{pruner}")
         started = time.perf_counter()
-        result = run_sweep(settings, worker_setup=prepare_sweep_process)
+        result = run_sweep(settings, worker_setup=prepare_sweep_worker)
         wall = time.perf_counter() - started
         best = best_result(result.study)
         pruned = sum(t.state.name == "PRUNED" for t in result.study.get_trials())

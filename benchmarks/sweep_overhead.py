@@ -18,7 +18,7 @@ import click
 from mlflow import MlflowClient
 
 from benchmarks.options import data_option
-from runner import prepare_sweep_process
+from process_setup import prepare_sweep_process, prepare_sweep_worker
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
 from sweeps.study_runs import RUN_ID_ATTR
@@ -41,7 +41,7 @@ def main(trials: int, space: Path, data: str, device: str, workers: int) -> None
         )  # fmt: skip
         started = time.perf_counter()
         prepare_sweep_process()
-        result = run_sweep(settings, worker_setup=prepare_sweep_process)
+        result = run_sweep(settings, worker_setup=prepare_sweep_worker)
         wall = time.perf_counter() - started
         client = MlflowClient(settings.tracking_uri)
         rows = []

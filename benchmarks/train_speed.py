@@ -34,7 +34,7 @@ from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
 from gpt.environment import load_tokens, prepare_environment
 from gpt.model import GPTModel, count_parameters
 from gpt.training import train, train_step
-from runner import quiet_mlflow, tune_process
+from process_setup import prepare_training_process, quiet_mlflow
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_124M = ModelConfig(context_length=256)
@@ -243,7 +243,7 @@ def main(
     tokens = {case.name: random_tokens(case.model, windows=(case.steps + 1) * case.batch_size) for case in cases}
     # Every plain case runs before the project's process-wide settings (allocator, TF32) are switched on.
     plain = {case.name: plain_tokens_per_sec(case, tokens[case.name], torch_device) for case in cases}
-    tune_process()
+    prepare_training_process()
     print()
     print(
         f"{'model':<10}{'plain tok/s':>14}{'project tok/s':>15}{'ratio':>8}{'FLOP/s':>11}{'of fp32':>9}{'of bf16':>9}"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import sys
 from pathlib import Path
 
 import torch
@@ -56,30 +54,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16" and device.type == "mps":
         raise ConfigError("precision bf16 is supported on cpu and cuda only")
     return precision
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
-
-    A training step allocates and frees the same large logits tensors every step; by
-    default glibc maps each one fresh and the kernel zeroes new pages each time (the plain
-    implementation spent ~40% of its CPU time in the kernel). It changes the whole process, so
-    only entry points call it (``runner.py``, the benchmarks). Returns whether it applied.
-    """
-    if sys.platform != "linux":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, ...)
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def allow_tf32() -> None:
-    """Let fp32 matmuls and convolutions on CUDA use TF32 tensor cores (process-wide; no effect on a CPU)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

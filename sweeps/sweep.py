@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import click
 import optuna
+from mlflow import MlflowClient
 
 from gpt.environment import load_tokens
 from gpt.errors import UserError
@@ -19,13 +20,14 @@ from sweeps.space import SearchSpace
 from sweeps.storage import open_storage
 from sweeps.study import finished_trials, open_study
 from sweeps.study_runs import (
+    best_run_id,
     create_parent_run,
     log_best_on_parent,
-    register_best_model,
     remove_dropped_checkpoints,
     wait_for_parent_run,
 )
-from sweeps.workers import run_workers
+from sweeps.workers import WorkerPlacement, run_workers
+from tracking.models import register_run_model
 from tracking.runs import tracked_run
 from tracking.store import connect, experiment_id
 
@@ -40,6 +42,15 @@ def parent_params(study: optuna.Study, space: SearchSpace) -> dict:
     }
 
 
+def registered_name(study_name: str) -> str:
+    return f"gpt-{study_name}"
+
+
+def register_best_model(study: optuna.Study, client: MlflowClient) -> str:
+    """The best configuration's model, registered as ``gpt-<study>``; the same best run registers nothing new."""
+    return register_run_model(client, best_run_id(study), registered_name(study.study_name))
+
+
 @dataclass(frozen=True)
 class SweepResult:
     study: optuna.Study
@@ -48,11 +59,12 @@ class SweepResult:
 
 
 def run_sweep(
-    settings: SweepSettings, dry_run: bool = False, worker_setup: Callable[[], None] | None = None
+    settings: SweepSettings, worker_setup: Callable[[WorkerPlacement], None], dry_run: bool = False
 ) -> SweepResult | None:
     """Check everything, then search: one MLflow parent run, a child run per trial.
 
-    ``worker_setup`` runs first in each spawned worker process (the caller's log levels, say).
+    ``worker_setup`` runs first in each spawned worker process: its placement (GPU, threads) and the
+    caller's process-wide settings, such as ``process_setup.prepare_sweep_worker``.
     """
     space = settings.load_space()
     settings = settings.with_texts_of(space)

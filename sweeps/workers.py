@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -25,12 +26,12 @@ from sweeps.objective import TRIAL_FAILURES, TrialNotRun, TrialObjective
 from sweeps.recovery import stale_trial_callback
 from sweeps.settings import SweepSettings
 from sweeps.storage import open_storage
-from sweeps.study import FINISHED_STATES, open_study
+from sweeps.study import open_study
 from sweeps.study_runs import parent_run_of
+from sweeps.trial_states import COUNTED_STATES
 from tracking.store import connect, experiment_id
 
 ORPHAN_CHECK_S = 1.0
-COUNTED_STATES = (*FINISHED_STATES, optuna.trial.TrialState.RUNNING)
 
 
 def started_trials(study: optuna.Study) -> int:
@@ -82,6 +83,19 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
         )
 
 
+@dataclass(frozen=True)
+class WorkerPlacement:
+    """Where a spawned worker runs: its GPU (None: the workers share what they see) and its share of the cores.
+
+    The worker's set-up function applies it (``process_setup.prepare_sweep_worker``); this package
+    changes nothing process-wide itself.
+    """
+
+    index: int
+    gpu: str | None
+    threads: int
+
+
 def gpu_of_worker(index: int, device: str) -> str | None:
     """The GPU a worker gets on a machine with several: its own, round robin over the visible ones.
 
@@ -106,17 +120,9 @@ def stop_when_orphaned(parent_pid: int) -> None:
 
 
 def _worker_process(
-    settings: SweepSettings, worker_index: int, threads: int, setup: Callable[[], None] | None, parent_pid: int
+    settings: SweepSettings, placement: WorkerPlacement, setup: Callable[[WorkerPlacement], None], parent_pid: int
 ) -> None:
-    # Signals reach a worker from its parent only (a terminal's Ctrl-C too), so every stop takes one path.
-    if hasattr(os, "setpgrp"):  # POSIX
-        os.setpgrp()
-    gpu = gpu_of_worker(worker_index, settings.device)
-    if gpu is not None:  # before this process first touches CUDA; each trial logs it as a param
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    if setup is not None:
-        setup()
-    torch.set_num_threads(threads)
+    setup(placement)
     with stop_signals_remembered():
         stop_when_orphaned(parent_pid)
         try:
@@ -124,16 +130,17 @@ def _worker_process(
         except KeyboardInterrupt:
             raise SystemExit(exit_status()) from None
         except UserError as exc:
-            click.echo(f"Error: worker {worker_index}: {exc}", err=True)
+            click.echo(f"Error: worker {placement.index}: {exc}", err=True)
             raise SystemExit(2) from None
 
 
 def run_workers(
-    settings: SweepSettings, loaded: tuple[TokenizedText, Any], setup: Callable[[], None] | None = None
+    settings: SweepSettings, loaded: tuple[TokenizedText, Any], setup: Callable[[WorkerPlacement], None]
 ) -> None:
     """Run the trials here, or in ``workers`` spawned processes that split the cores.
 
-    ``setup`` is run first in each spawned process, like ``multiprocessing.Pool``'s initializer.
+    ``setup`` is run first in each spawned process, like ``multiprocessing.Pool``'s initializer: it
+    applies the worker's placement (GPU, threads) and the caller's process-wide settings.
     A Ctrl-C or SIGTERM here is passed on to the workers, which close their trials and stop.
     """
     if settings.workers == 1:
@@ -142,11 +149,15 @@ def run_workers(
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // settings.workers)
     context = multiprocessing.get_context("spawn")  # never fork a process that has torch's threads running
+    placements = [WorkerPlacement(index, gpu_of_worker(index, settings.device), threads)
+                  for index in range(settings.workers)]  # fmt: skip
     processes = [
         context.Process(
-            target=_worker_process, args=(settings, index, threads, setup, os.getpid()), name=f"sweep-worker-{index}"
+            target=_worker_process,
+            args=(settings, placement, setup, os.getpid()),
+            name=f"sweep-worker-{placement.index}",
         )
-        for index in range(settings.workers)
+        for placement in placements
     ]
     for process in processes:
         process.start()

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import mlflow.pytorch
 import torch
 from mlflow import MlflowClient
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from gpt.checkpoint import load_checkpoint, restore_model
@@ -24,6 +18,7 @@ from gpt.device import choose_device
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
+from tracking.fluent_scope import tracking_uri_for_fluent_calls
 from tracking.store import connect, redacted
 from tracking.training import CHECKPOINT_FILE
 
@@ -41,25 +36,10 @@ def checkpoint_of(client: MlflowClient, run_id: str) -> str:
     return tag
 
 
-@contextmanager
-def no_progress_bar() -> Iterator[None]:
-    """MLflow draws a bar per download; for one file it is noise above the line that matters."""
-    name = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
-    before = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
 def download_checkpoint(client: MlflowClient, run_id: str, device: str | torch.device = "cpu") -> dict[str, Any]:
     """``run_id``'s checkpoint, fetched through MLflow (any artifact store) and loaded."""
     artifact = checkpoint_of(client, run_id)
-    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch, no_progress_bar():
+    with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
         try:
             path = client.download_artifacts(run_id, artifact, scratch)
         except (MlflowException, OSError) as exc:
@@ -91,30 +71,33 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
     a version that already holds this run's model is reused, so registering the same run again
     adds nothing.
     """
+    import mlflow.pytorch  # here, not at the top: its import costs a second and calls logging.basicConfig
+
     for version in client.search_model_versions(f"name = '{name}'"):
         if version.run_id == run_id:
             return f"models:/{name}/{version.version}"
     model, _ = load_run_model(client, run_id)
     best_step = int(client.get_run(run_id).data.metrics.get("best_val_step", 0))
-    mlflow.set_tracking_uri(client.tracking_uri)  # log_model resolves its store from the global URI
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow warns about the missing signature and input example
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            serialization_format="pickle",  # the whole GPTModel, so it generates at any length (pt2 traces one)
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tiktoken"],
-            run_id=run_id,  # passed on to mlflow.models.Model.log: the run, without starting it again
-            step=best_step,
-        )
-    # Registered through the client, not log_model's registered_model_name: that path prints
-    # "Successfully registered model ..." to stderr, and the runner says what it registered itself.
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    version = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id)
+    # log_model, and the registry resolving the logged model a version points at, read the process-wide URI.
+    with tracking_uri_for_fluent_calls(client.tracking_uri):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow warns about the missing signature and input example
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                serialization_format="pickle",  # the whole GPTModel, so it generates at any length (pt2 traces one)
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tiktoken"],
+                run_id=run_id,  # passed on to mlflow.models.Model.log: the run, without starting it again
+                step=best_step,
+            )
+        # Registered through the client, not log_model's registered_model_name: that path prints
+        # "Successfully registered model ..." to stderr, and the runner says what it registered itself.
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id)
     return f"models:/{name}/{version.version}"
 
 

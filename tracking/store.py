@@ -20,10 +20,11 @@ PROBE_TIMEOUT_S = 10
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``)."""
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.get_tracking_uri()
+    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default (``sqlite:///mlflow.db``).
+
+    Read, never set: every client this project makes is given its URI.
+    """
+    return tracking_uri or mlflow.get_tracking_uri()
 
 
 def redacted(url: str) -> str:

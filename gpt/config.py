@@ -68,21 +68,46 @@ def _typed_values(cls: type, values: dict[str, Any], owner: str) -> dict[str, An
     return {name: _coerce(owner, name, value, kinds[name]) for name, value in values.items()}
 
 
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    minimum: float | None = None,
+    flag: bool = True,
+    **more: Any,
+) -> Any:
+    """A config field with what the command line and the checks need to know of it.
+
+    ``help`` is its flag's help text; ``minimum`` the smallest value it takes (checked here, and the flag's
+    range); ``flag=False`` keeps it off the command line (set by the code, or following another value);
+    ``choices`` the values a text setting takes. A new setting is one such field.
+    """
+    metadata = {"help": help, "minimum": minimum, "flag": flag, **more}
+    return field(default=default, metadata=metadata)
+
+
+def _check_minimums(config: Any) -> None:
+    for f in fields(config):
+        minimum = f.metadata.get("minimum")
+        if minimum is not None:
+            value = getattr(config, f.name)
+            _require(value >= minimum, f"{f.name} must be >= {minimum} (got {value})")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """GPT-2 architecture sizes; the defaults are the 124M configuration."""
 
-    vocab_size: int = 50257
-    context_length: int = 256
-    emb_dim: int = 768
-    n_heads: int = 12
-    n_layers: int = 12
-    drop_rate: float = 0.1
-    qkv_bias: bool = False
+    vocab_size: int = setting(50257, minimum=1, flag=False)  # the GPT-2 tokenizer's
+    context_length: int = setting(256, minimum=1, flag=False)  # follows --max-length
+    emb_dim: int = setting(768, "Embedding width; a multiple of --n-heads.", minimum=1)
+    n_heads: int = setting(12, "Attention heads per layer.", minimum=1)
+    n_layers: int = setting(12, "Transformer blocks.", minimum=1)
+    drop_rate: float = setting(0.1, "Dropout probability, in [0, 1).")
+    qkv_bias: bool = setting(False, "Bias terms in the query, key and value projections.")
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-            _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
+        _check_minimums(self)
         _require(
             self.emb_dim % self.n_heads == 0,
             f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})",
@@ -105,52 +130,64 @@ RETIRED_KEY = "eval_iter"
 CUSTOM_MODEL = ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1)
 
 
+# A run writes its checkpoint at an evaluation that improves the val loss at most this often (and at its end).
+CHECKPOINT_INTERVAL_S = 300.0
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Everything one training run needs besides data and device; the defaults are the custom preset."""
+    """Everything one training run needs besides data and device; the defaults are the custom preset.
 
-    num_epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    eval_freq: int = 25
+    Each field is also a flag of ``runner.py single`` (``--num-epochs`` ...), built from its ``setting``.
+    """
+
+    num_epochs: int = setting(5, "Passes over the training text (a budget replaces them).", minimum=1)
+    batch_size: int = setting(16, "Windows per optimizer step.", minimum=1)
+    learning_rate: float = setting(1e-3, "AdamW's peak learning rate (> 0).")
+    weight_decay: float = setting(0.05, "AdamW's weight decay.", minimum=0)
+    eval_freq: int = setting(25, "Evaluate every N steps.", minimum=1)
     # Validation targets each evaluation during training reads: a fixed subset (one block), enough for the
     # pruner; benchmarks.sweep_overhead: evaluation 20% of a default-space trial at 1,024, 14% at 256.
-    eval_tokens: int = 256
-    final_eval_tokens: int = 65536  # validation targets the run's final_val_loss is measured on
-    eval_block: int = 0  # validation block length: the longest context compared (0: this run's), at least 256
-    max_length: int = 512
-    stride: int = 256
-    start_context: str = "Every effort moves you"
-    num_workers: int = 0
-    warmup_steps: int = 0
-    cosine_decay: bool = False
-    min_learning_rate: float = 0.0
-    grad_clip: float = 0.0
-    seed: int = 123
-    precision: str = "auto"
-    compile: bool = False
-    max_steps: int = 0  # a budget in optimizer steps; 0: none. A budget replaces num_epochs
-    max_tokens: int = 0  # a budget in training tokens (whole batches, rounded up); 0: none
-    checkpoint_every: int = 0  # steps between checkpoints; 0: at evaluations that improve the val loss
-    model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)
+    eval_tokens: int = setting(256, "Validation tokens each evaluation during training reads.", minimum=1)
+    final_eval_tokens: int = setting(
+        65536, "Validation tokens the run's final_val_loss is measured on, at its end.", minimum=1
+    )
+    # Validation block length: the longest context compared (0: this run's), at least 256; a sweep sets it.
+    eval_block: int = setting(0, minimum=0, flag=False)
+    max_length: int = setting(512, "Context length in tokens (also sets the model's).", minimum=1)
+    stride: int = setting(256, "Tokens between the starts of training windows.", minimum=1)
+    start_context: str = setting("Every effort moves you", "Prompt for the sample after each epoch.")
+    num_workers: int = setting(0, "DataLoader worker processes.", minimum=0)
+    warmup_steps: int = setting(0, "Linear learning-rate warmup steps (0: off).", minimum=0)
+    cosine_decay: bool = setting(False, "Cosine decay to --min-learning-rate.")
+    min_learning_rate: float = setting(0.0, "The learning rate cosine decay ends at.", minimum=0)
+    grad_clip: float = setting(0.0, "Clip the gradient norm to this (0: off).", minimum=0)
+    seed: int = setting(123, "Seed of the weights, dropout and data order.", minimum=0)
+    precision: str = setting(
+        "auto",
+        "auto: bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX, fp32 elsewhere.",
+        choices=PRECISIONS,
+    )
+    compile: bool = setting(False, "torch.compile the model (a slow start; pays on GPUs at larger batches).")
+    max_steps: int = setting(
+        0, "Train this many optimizer steps, however many epochs that is (0: no budget).", minimum=0
+    )
+    max_tokens: int = setting(
+        0,
+        "Train on this many tokens, rounded up to whole batches (0: no budget); with --max-steps, the tighter wins.",
+        minimum=0,
+    )
+    checkpoint_every: int = setting(
+        0,
+        "Rewrite the run's checkpoint every N steps [default 0: at evaluations that improve the val loss, "
+        f"at most every {CHECKPOINT_INTERVAL_S / 60:g} minutes, and at the end].",
+        minimum=0,
+    )
+    model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)  # its settings are flags of their own
 
     def __post_init__(self) -> None:
-        for name in ("num_epochs", "batch_size", "eval_freq", "eval_tokens", "max_length", "stride"):
-            _require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in (
-            "num_workers",
-            "warmup_steps",
-            "seed",
-            "max_steps",
-            "max_tokens",
-            "checkpoint_every",
-            "eval_block",
-        ):
-            _require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
+        _check_minimums(self)
         _require(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")
-        _require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        _require(self.grad_clip >= 0, f"grad_clip must be >= 0, 0 turns it off (got {self.grad_clip})")
         _require(
             0 <= self.min_learning_rate <= self.learning_rate,
             f"min_learning_rate must be in [0, learning_rate={self.learning_rate}] (got {self.min_learning_rate})",
@@ -299,3 +336,15 @@ def write_config_file(config: TrainingConfig, path: str | Path) -> Path:
 
 
 STRATEGIES = ("greedy", "top-k", "top-p")
+
+
+def flag_settings() -> list[tuple[str, type, dict[str, Any]]]:
+    """Each setting that is a command-line flag: its name, type and ``setting`` metadata, training
+    settings first, then the model's, in the order they are declared."""
+    scalar = {"int": int, "float": float, "str": str, "bool": bool}
+    return [
+        (f.name, scalar[f.type], dict(f.metadata))
+        for cls in (TrainingConfig, ModelConfig)
+        for f in fields(cls)
+        if f.metadata.get("flag", False)
+    ]

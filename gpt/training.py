@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gpt.config import TrainingConfig
+from gpt.config import CHECKPOINT_INTERVAL_S, TrainingConfig
 from gpt.device import autocast
 from gpt.environment import Environment
 from gpt.errors import NonFiniteLossError
@@ -24,7 +24,6 @@ from gpt.interrupt import stop_if_signalled
 SAMPLE_TOKENS = 50
 # With checkpoint_every 0, an evaluation that improves the val loss checkpoints at most this often:
 # a killed run loses minutes, not hours, and a short run writes its checkpoint once, at the end.
-CHECKPOINT_INTERVAL_S = 300.0
 
 
 @dataclass(frozen=True)

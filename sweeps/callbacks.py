@@ -11,12 +11,12 @@ from optuna.trial import FrozenTrial
 from gpt.interrupt import stop_if_signalled
 from sweeps.objective import NOT_RUN_ATTR
 from sweeps.ranking import confirmations as confirmations_of
-from sweeps.ranking import ranked_trials
+from sweeps.ranking import last_report, ranked_trials
 from sweeps.report import leaderboard, params_line
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.settings import SweepSettings
-from sweeps.study import FINISHED_STATES
 from sweeps.study_runs import RUN_ID_ATTR, log_best_on_parent, remove_dropped_checkpoints
+from sweeps.trial_states import FINISHED_STATES
 from tracking.runs import log_metrics, set_description, set_tags
 
 if TYPE_CHECKING:
@@ -27,9 +27,9 @@ def trial_result(trial: FrozenTrial, metric: str) -> str:
     """``final_val_loss 5.1234``, ``pruned at 3/10 of training, final_val_loss 5.43 by then``, or why it failed."""
     if trial.value is not None:
         return f"{metric} {trial.value:.4f}"
-    if trial.intermediate_values:
-        point = max(trial.intermediate_values)
-        return f"pruned at {point}/{REPORT_POINTS} of training, {metric} {trial.intermediate_values[point]:.4f} by then"
+    reported = last_report(trial)
+    if reported:
+        return f"pruned at {reported[0]}/{REPORT_POINTS} of training, {metric} {reported[1]:.4f} by then"
     return trial.user_attrs.get(FAIL_REASON_ATTR, "no result")
 
 

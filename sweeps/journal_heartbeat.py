@@ -19,7 +19,8 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import TrialState
 
-from sweeps.recovery import GRACE_BEATS, WORKER_ATTR, StaleCallback, worker_is_dead_here
+from sweeps import GRACE_BEATS
+from sweeps.recovery import WORKER_ATTR, StaleCallback, worker_is_dead_here
 
 HEARTBEAT_ATTR = "heartbeat"
 

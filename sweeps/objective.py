@@ -21,9 +21,10 @@ from gpt.environment import prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.recovery import WORKER_ATTR, this_worker
-from sweeps.sampling import FAIL_REASON_ATTR, LIVE_STATES, REPORT_POINTS, free_points, repeated_trial
+from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS, free_points, repeated_trial
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, ranks_in_top
+from sweeps.trial_states import LIVE_STATES
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
 

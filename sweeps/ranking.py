@@ -20,6 +20,22 @@ from gpt.errors import UserError
 CONFIRMATION_PREFIX = "confirmation:"  # study user attribute per trial and seed: {"value", "run_id", "seed"}
 
 
+def last_report(trial: FrozenTrial) -> tuple[int, float] | None:
+    """The last point a trial reported to the pruner (a tenth of its training) and its value there."""
+    if not trial.intermediate_values:
+        return None
+    point = max(trial.intermediate_values)
+    return point, trial.intermediate_values[point]
+
+
+def score(trial: FrozenTrial) -> float | None:
+    """A complete trial's value, or a pruned trial's last reported one."""
+    if trial.value is not None:
+        return trial.value
+    reported = last_report(trial)
+    return reported[1] if reported else None
+
+
 def confirmation_key(trial_number: int, seed: int) -> str:
     return f"{CONFIRMATION_PREFIX}{trial_number}:{seed}"
 

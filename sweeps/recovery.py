@@ -8,8 +8,6 @@ when the worker's process is gone.
 
 from __future__ import annotations
 
-import os
-import socket
 import warnings
 from collections.abc import Callable
 
@@ -17,34 +15,25 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
+from sweeps import GRACE_BEATS
 from sweeps.study_runs import fail_lost_trial_run
+from tracking.processes import ProcessId
 
-DEFAULT_HEARTBEAT_S = 20
-GRACE_BEATS = 3
 MAX_RETRIES = 3
-WORKER_ATTR = "worker"  # "host:pid" of the process running the trial
+WORKER_ATTR = "worker"  # "host:pid:started" of the process running the trial
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a trial's ``worker`` attribute records it: ``host:pid:started``."""
+    return str(ProcessId.this_process())
 
 
 def worker_is_dead_here(worker: str | None) -> bool:
     """True only for a worker of this machine whose process is gone; other machines' workers are unknown."""
-    if not worker or ":" not in worker:
-        return False
-    host, pid = worker.rsplit(":", 1)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return False
+    process = ProcessId.parse(worker)
+    return process is not None and process.is_gone() is True
 
 
 def stale_trial_callback(tracking_uri: str) -> StaleCallback:

@@ -14,11 +14,11 @@ import optuna
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from gpt.config import TrainingConfig, write_config_file
 from gpt.errors import UserError, one_line
-from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing
+from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing, score
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR
 
@@ -34,15 +34,6 @@ PLOTS = {
 }
 
 
-def _score(trial: FrozenTrial) -> float | None:
-    """A complete trial's value, or a pruned trial's last reported one."""
-    if trial.value is not None:
-        return trial.value
-    if trial.intermediate_values:
-        return trial.intermediate_values[max(trial.intermediate_values)]
-    return None
-
-
 def params_line(params: dict) -> str:
     """Sampled values as a person reads them: floats to 3 significant figures."""
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
@@ -56,8 +47,8 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
     """The best trials: confirmed configurations by their mean over seeds, then the other complete
     trials by their value, then the pruned ones by their last reported value."""
     complete = final_order(study)
-    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if _score(t) is not None]
-    pruned.sort(key=lambda t: -_score(t) if maximizing(study) else _score(t))
+    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if score(t) is not None]
+    pruned.sort(key=lambda t: -score(t) if maximizing(study) else score(t))
     confirmed = {r.trial.number: r for r in confirmed_ranking(study)}
     counts = {state.name: len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
     lines = [
@@ -71,7 +62,7 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
         if ranked and ranked.failed:
             seeds += " failed"
         lines.append(
-            f"{trial.number:>5}  {trial.state.name:<8}  {_score(trial):>7.4f}  {seeds:<24}  {seconds:>7.1f}  "
+            f"{trial.number:>5}  {trial.state.name:<8}  {score(trial):>7.4f}  {seeds:<24}  {seconds:>7.1f}  "
             f"{params_line(trial.params)}"
         )
     if complete:

@@ -20,10 +20,10 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.space import SearchSpace
+from sweeps.trial_states import LIVE_STATES
 
 REPORT_POINTS = 10  # the pruner compares trials at tenths of their training
 TRIES = 20
-LIVE_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 FAIL_REASON_ATTR = "fail_reason"  # set on a trial whose training failed (NaN loss, out of memory, bad config)
 
 Point = tuple[Any, ...]

@@ -6,38 +6,41 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS
-from sweeps.recovery import DEFAULT_HEARTBEAT_S
+from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS, DEFAULT_HEARTBEAT_S, DEFAULT_KEEP_CHECKPOINTS, DEFAULT_TRIALS
 from sweeps.space import SearchSpace
-from sweeps.storage import default_study_name
 from tracking.store import DEFAULT_EXPERIMENT
+
+
+def default_study_name(space_path: str | Path) -> str:
+    return f"sweep-{Path(space_path).stem}"
 
 
 @dataclass(frozen=True)
 class SweepSettings:
     """Everything a worker process needs to join the sweep; plain values, so it pickles.
 
-    The command line checks the ranges (click types); code that builds one checks its own.
+    The defaults are the command line's. The command line checks the ranges (click types); code that
+    builds one checks its own.
     """
 
     space_path: Path
-    sampler: str | None
-    pruner: str | None
-    seed: int | None
     study_name: str
     storage: str
     tracking_uri: str
-    experiment: str
-    data: str | None
-    device: str
-    trials: int
-    timeout: float | None
-    keep_checkpoints: int
+    trials: int = DEFAULT_TRIALS
+    sampler: str | None = None  # None: the space file's
+    pruner: str | None = None
+    seed: int | None = None
+    experiment: str = DEFAULT_EXPERIMENT
+    data: str | None = None  # None: the space's base's, else The Verdict
+    val_data: str | None = None
+    device: str = "auto"
+    timeout: float | None = None
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
     log_every: int = 1
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     system_metrics: bool = True
-    val_data: str | None = None
     confirm: int = DEFAULT_CONFIRM
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS
 
@@ -55,20 +58,13 @@ class SweepSettings:
     def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:
         """A sweep whose journal file and MLflow SQLite store both live in ``folder``, the rest at the
         command line's defaults unless given: for benchmarks and notebooks."""
-        defaults = {
-            "sampler": None,
-            "pruner": None,
-            "seed": None,
+        folder = Path(folder)
+        located = {
             "study_name": default_study_name(space_path),
-            "storage": str(Path(folder) / "optuna-journal.log"),
-            "tracking_uri": f"sqlite:///{Path(folder) / 'mlflow.db'}",
-            "experiment": DEFAULT_EXPERIMENT,
-            "data": None,
-            "device": "auto",
-            "timeout": None,
-            "keep_checkpoints": 1,
+            "storage": str(folder / "optuna-journal.log"),
+            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
         }
-        return cls(space_path=Path(space_path), trials=trials, **{**defaults, **options})
+        return cls(space_path=Path(space_path), trials=trials, **{**located, **options})
 
     def load_space(self) -> SearchSpace:
         return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)

@@ -18,6 +18,7 @@ import yaml
 from gpt.config import MODEL_FIELDS, TrainingConfig, read_config_file, resolve_config
 from gpt.data import TokenizedText, training_loader
 from gpt.errors import ConfigError, DataError
+from sweeps import PRUNERS, SAMPLERS
 
 DEFAULT_SPACE = Path(__file__).resolve().parent / "default.yaml"
 SPACE_KEYS = {"base", "objective", "params", "sampler", "pruner", "seed"}
@@ -25,8 +26,6 @@ BASE_KEYS = {"mode", "config", "overrides", "data", "val_data"}
 OBJECTIVE_KEYS = {"metric", "direction"}
 METRICS = ("best_val_loss", "final_val_loss")
 DIRECTIONS = ("minimize", "maximize")
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
 DISTRIBUTION_KEYS = {
     "float": ({"type", "low", "high"}, {"log", "step"}),
     "int": ({"type", "low", "high"}, {"log", "step"}),

@@ -18,10 +18,6 @@ JOURNAL_NAME = "optuna-journal.log"
 SCHEMA_ATTEMPTS = 5
 
 
-def default_study_name(space_path: str | Path) -> str:
-    return f"sweep-{Path(space_path).stem}"
-
-
 def default_storage(tracking_uri: str) -> str:
     """A journal file beside the MLflow database, or in the current folder for a remote store."""
     if tracking_uri.startswith("sqlite:///"):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import warnings
 
 import optuna
-from optuna.trial import TrialState
 
 from gpt.errors import UserError
 from sweeps.sampling import DistinctSampler, make_pruner
 from sweeps.space import SearchSpace
-
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+from sweeps.trial_states import FINISHED_STATES
 
 
 def open_study(

@@ -16,7 +16,6 @@ from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
 from sweeps.ranking import best_result, best_trial, final_order, ranked_trials
-from tracking.models import register_run_model
 from tracking.runs import context_tags, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
 
@@ -32,15 +31,6 @@ def best_run_id(study: optuna.Study) -> str:
     if not run_id:
         raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")
     return run_id
-
-
-def registered_name(study_name: str) -> str:
-    return f"gpt-{study_name}"
-
-
-def register_best_model(study: optuna.Study, client: MlflowClient) -> str:
-    """The best configuration's model, registered as ``gpt-<study>``; the same best run registers nothing new."""
-    return register_run_model(client, best_run_id(study), registered_name(study.study_name))
 
 
 def parent_run_of(study: optuna.Study, client: MlflowClient) -> str:

@@ -30,6 +30,7 @@ def only_run(tracking_uri: str):
     return client, runs[0]
 
 
+@pytest.mark.slow
 def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "runner.py"), "single", "--data", str(verdict), "--tracking-uri", store],
@@ -85,12 +86,12 @@ def _bad(args, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in the range x>=1"),
         (["--drop-rate", "1.5"], r"drop_rate must be in [0, 1)"),
         (["--n-heads", "3"], "emb_dim (64) must be divisible by n_heads (3)"),
         (["--learning-rate", "-1"], "learning_rate must be > 0"),
-        (["--stride", "0"], "stride must be >= 1"),
-        (["--eval-tokens", "0"], "eval_tokens must be >= 1"),
+        (["--stride", "0"], "Invalid value for '--stride': 0 is not in the range x>=1"),
+        (["--eval-tokens", "0"], "Invalid value for '--eval-tokens': 0 is not in the range x>=1"),
         (["--log-every", "0"], "Invalid value for '--log-every': 0 is not in the range x>=1"),
         (["--batch-size", "many"], "'many' is not a valid integer"),
         (["--mode", "huge"], "'huge' is not one of"),
@@ -116,6 +117,7 @@ def _bad(args, capsys):
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, verdict):
     data = [] if "--data" in args or "--resume" in args else ["--data", str(verdict)]
     tracking = [] if "--tracking-uri" in args else ["--tracking-uri", store]
@@ -130,6 +132,7 @@ def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, v
     ("content", "message"),
     [(b"", "is empty"), (b"\xff\xfe\xfa" * 50, "is not UTF-8 text"), (b"PK\x03\x04\x00\x00" * 50, "is binary")],
 )
+@pytest.mark.slow
 def test_unusable_data_files(content, message, capsys, store, tmp_path):
     path = tmp_path / "data.txt"
     path.write_bytes(content)
@@ -150,6 +153,7 @@ class StopAt(TrainingCallback):
 @pytest.mark.parametrize(
     ("error", "status"), [(KeyboardInterrupt(), "KILLED"), (RuntimeError("disk on fire"), "FAILED")]
 )
+@pytest.mark.slow
 def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, tiny_tokenizer):
     client = connect(store)
     config = PRESETS["quick"].update(vocab_size=257, emb_dim=16, n_heads=2, n_layers=1, max_length=32, batch_size=16)
@@ -172,6 +176,7 @@ def batch_losses(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss"))
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run_with_the_losses_of_an_uninterrupted_one(store, verdict, capsys):
     overrides = {"num_epochs": 2, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "max_length": 16, "stride": 32}
     config = resolve_config("quick", None, {**overrides, "eval_freq": 10})
@@ -198,6 +203,7 @@ def test_resume_continues_the_same_run_with_the_losses_of_an_uninterrupted_one(s
     assert f"already trained all {steps} steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
     config = resolve_config("quick", None, {"num_epochs": 1, "emb_dim": 16, "n_heads": 2, "n_layers": 1})
     with pytest.raises(KeyboardInterrupt):
@@ -213,6 +219,7 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
     assert client.get_run(run.info.run_id).info.status == "KILLED"  # untouched, not left RUNNING
 
 
+@pytest.mark.slow
 def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verdict, tmp_path):
     args = ["single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "1", "--emb-dim", "16",
             "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--stride", "256"]  # fmt: skip
@@ -226,6 +233,7 @@ def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verd
     assert "status 0 loaded: []" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finishes_it(store, verdict, tmp_path):
     runner_py = [sys.executable, str(REPO / "runner.py")]
     tiny = ["--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16"]
@@ -253,6 +261,7 @@ def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finish
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uninterrupted_losses(
     store, verdict, tmp_path, capsys
 ):

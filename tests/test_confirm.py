@@ -30,6 +30,8 @@ LINE = re.compile(
     r"max_length=(16|32), learning_rate=0\.00[13]; ~\S+ left$"
 )
 
+pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+
 
 def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(tmp_path, store, verdict, capsys):
     space = write_space(tmp_path, GRID)

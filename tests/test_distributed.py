@@ -11,6 +11,8 @@ from support import REPO, start_until_checkpointed
 
 from gpt.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+
 TINY = ["--precision", "fp32", "--drop-rate", "0", "--emb-dim", "32", "--n-heads", "2", "--n-layers", "1",
         "--max-length", "32", "--batch-size", "8", "--max-steps", "30", "--eval-freq", "10", "--device", "cpu",
         "--no-system-metrics"]  # fmt: skip

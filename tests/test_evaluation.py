@@ -63,4 +63,5 @@ def test_the_validation_loss_is_the_mean_over_exactly_the_scored_tokens(verdict,
                 targets = ids[start + 1 : start + 1 + group.length]  # (T,)
                 losses += F.cross_entropy(logits, targets, reduction="none")[-group.scored :].tolist()
     assert len(losses) == env.validation.final_tokens == len(env.tokens.val_ids) - 1  # the whole split
-    assert validation_loss(env, env.validation.final) == pytest.approx(sum(losses) / len(losses), abs=1e-5)
+    # fp32 sums in another order: batched windows against one target at a time (seen 4e-5 apart)
+    assert validation_loss(env, env.validation.final) == pytest.approx(sum(losses) / len(losses), abs=2e-4)

@@ -28,6 +28,8 @@ from support import (
 import runner
 from tracking.ui import stop_group
 
+pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 

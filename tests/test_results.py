@@ -43,6 +43,7 @@ def generate(capsys, store: str, *args: str) -> tuple[int, str, str]:
     return status, out, err
 
 
+@pytest.mark.slow
 def test_generate_prints_the_prompt_and_a_repeatable_continuation(store, verdict, capsys):
     run_id = train_tiny(store, verdict)
     status, greedy, _ = generate(capsys, store, "--run-id", run_id, "--prompt", "I had always")
@@ -68,6 +69,7 @@ def test_generate_prints_the_prompt_and_a_repeatable_continuation(store, verdict
         (["--study", "nothing-here"], "no Optuna storage at"),
     ],
 )
+@pytest.mark.slow
 def test_generate_refuses_bad_input_in_one_line(store, verdict, capsys, args, message, request):
     run_id = request.getfixturevalue("trained_run") if "RUN" in args else ""
     status, _, err = generate(capsys, store, *[run_id if a == "RUN" else a for a in args])
@@ -79,6 +81,7 @@ def trained_run(store, verdict) -> str:
     return train_tiny(store, verdict)
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_one_clear_line(store, verdict, capsys):
     run_id = train_tiny(store, verdict)
     run = MlflowClient(store).get_run(run_id)
@@ -88,6 +91,7 @@ def test_a_truncated_checkpoint_is_one_clear_line(store, verdict, capsys):
     assert status == 2 and f"the checkpoint of run {run_id} cannot be read" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_sweep_registers_its_best_model_once(store, verdict, tmp_path, capsys):
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "2") == 0
@@ -167,6 +171,7 @@ def served_store(tmp_path):
             probe.bind(("127.0.0.1", port))
 
 
+@pytest.mark.slow
 def test_the_ui_shows_a_run_logged_through_it(served_store, verdict, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_id = train_tiny(served_store, verdict)

@@ -71,6 +71,7 @@ def test_help_imports_neither_torch_nor_mlflow_nor_optuna():
     assert "heavy: []" in out
 
 
+@pytest.mark.slow
 def test_speed_benchmark_runs_in_its_tiny_form(verdict):
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.train_speed", "--tiny", "--steps", "2", "--data", str(verdict)],

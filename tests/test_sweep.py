@@ -8,6 +8,8 @@ from support import SPACE, TINY_BASE, children_of, points, study_at, sweep, writ
 import runner
 from gpt.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+
 
 @pytest.mark.parametrize(
     ("text", "message"),

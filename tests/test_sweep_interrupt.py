@@ -23,6 +23,8 @@ from support import (
 
 from sweeps.recovery import WORKER_ATTR
 
+pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+
 
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_same_command_resumes(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
@@ -23,6 +20,7 @@ from gpt.environment import Environment
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.training import total_steps
+from tracking.processes import ProcessId
 from tracking.system_metrics import system_metrics_logged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,31 +52,17 @@ def context_tags() -> dict[str, str]:
 
 def process_tags() -> dict[str, str]:
     """Which process on which machine holds a run open, so that a run left RUNNING can be told dead."""
-    return {
-        "process.host": socket.gethostname(),
-        "process.pid": str(os.getpid()),
-        "process.started": f"{psutil.Process().create_time():.2f}",
-    }
+    holder = ProcessId.this_process()
+    return {"process.host": holder.host, "process.pid": str(holder.pid), "process.started": holder.started}
 
 
 def holder_is_gone(run: Run) -> bool | None:
-    """Whether the process that last opened a RUNNING ``run`` has died (SIGKILL, the OOM killer).
-
-    True or False on the machine that ran it; None elsewhere, where no process can be checked.
-    A pid reused by a later process does not count as alive (its start time differs), nor does a
-    zombie (an orphan's, say, whose new parent has not reaped it yet).
-    """
+    """Whether the process that last opened a RUNNING ``run`` has died (SIGKILL, the OOM killer):
+    True or False on the machine that ran it, None elsewhere (see ``ProcessId.is_gone``)."""
     tags = run.data.tags
-    if tags.get("process.host") != socket.gethostname() or "process.pid" not in tags:
+    if not tags.get("process.pid", "").isdigit() or "process.host" not in tags:
         return None
-    try:
-        holder = psutil.Process(int(tags["process.pid"]))
-        if holder.status() == psutil.STATUS_ZOMBIE:  # dead, only not yet reaped by its parent
-            return True
-        started = holder.create_time()
-    except (psutil.NoSuchProcess, ValueError):
-        return True
-    return f"{started:.2f}" != tags.get("process.started")
+    return ProcessId(tags["process.host"], int(tags["process.pid"]), tags.get("process.started")).is_gone()
 
 
 def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -14,6 +16,7 @@ from optuna.trial import TrialState
 
 import runner
 from sweeps.storage import open_storage
+from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_SHARED_DIR", REPO.parent / "shared"))
@@ -36,6 +39,25 @@ pruner: median
 seed: 3
 """
 )
+
+
+def wait_until(condition: Callable[[], object], seconds: float = 120, every: float = 0.2) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False): tests wait for an event, not a time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def server_answers(url: str) -> bool:
+    """An HTTP server at ``url`` answers its health check."""
+    try:
+        urllib.request.urlopen(f"{url}/health", timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
@@ -62,7 +84,7 @@ def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
 
 def points(study: optuna.Study) -> list[tuple]:
     """The sampled points of the trials that ran, in trial order."""
-    return [tuple(sorted(t.params.items())) for t in study.get_trials() if "mlflow_run_id" in t.user_attrs]
+    return [tuple(sorted(t.params.items())) for t in study.get_trials() if RUN_ID_ATTR in t.user_attrs]
 
 
 def trial_is_training(folder: Path, reported: bool = False) -> bool:
@@ -73,7 +95,7 @@ def trial_is_training(folder: Path, reported: bool = False) -> bool:
     except (KeyError, FileNotFoundError):  # the study is not made yet
         return False
     return any(
-        t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs and (t.intermediate_values or not reported)
+        t.state == TrialState.RUNNING and RUN_ID_ATTR in t.user_attrs and (t.intermediate_values or not reported)
         for t in trials
     )
 
@@ -81,22 +103,19 @@ def trial_is_training(folder: Path, reported: bool = False) -> bool:
 def start_and_kill_mid_trial(command: list[str], folder, is_training) -> None:
     """Start ``command``, wait until a trial trains, then SIGKILL it: no handler runs, nothing is closed."""
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not is_training():
-        time.sleep(0.3)
-    assert is_training(), "no trial started training"
+    assert wait_until(is_training), "no trial started training"
     process.kill()
     process.wait(timeout=30)
 
 
 def check_killed_trial_was_retried(study, client: MlflowClient, trials: int) -> None:
     (killed,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
-    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    assert client.get_run(killed.user_attrs[RUN_ID_ATTR]).info.status == "FAILED"
     (retry,) = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed.number]
     assert retry.params == killed.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == trials
-    children = children_of(client, study.user_attrs["mlflow_parent_run_id"])
+    children = children_of(client, study.user_attrs[PARENT_RUN_ATTR])
     assert len(children) == len(study.get_trials()) and "RUNNING" not in {r.info.status for r in children}
 
 
@@ -106,8 +125,6 @@ def start_until_checkpointed(command: list[str], folder: Path, store: str) -> tu
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     run_id = next(line.split()[2] for line in process.stdout if line.startswith("MLflow run "))
     client = MlflowClient(store)
-    deadline = time.monotonic() + 120
-    while "checkpoint" not in client.get_run(run_id).data.tags and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "checkpoint" in client.get_run(run_id).data.tags, "no periodic checkpoint was written"
+    checkpointed = wait_until(lambda: "checkpoint" in client.get_run(run_id).data.tags, every=0.05)
+    assert checkpointed, "no periodic checkpoint was written"
     return process, run_id

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -20,8 +19,10 @@ from support import (
     SPACE,
     check_killed_trial_was_retried,
     children_of,
+    server_answers,
     start_and_kill_mid_trial,
     sweep,
+    wait_until,
     write_space,
 )
 
@@ -123,14 +124,10 @@ def mlflow_server(postgres_url, tmp_path):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(0.5)
+        assert (
+            wait_until(lambda: server_answers(url) or server.poll() is not None, 90, every=0.5)
+            and server.poll() is None
+        ), "mlflow server did not start"
         yield url
     finally:
         stop_group(server)  # the server and the helper processes it starts

@@ -3,7 +3,6 @@
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from support import (
     study_at,
     sweep,
     trial_is_training,
+    wait_until,
     write_space,
 )
 
@@ -34,9 +34,9 @@ def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_
     command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
     command += ["--confirm", "0", "--data", str(verdict), "--tracking-uri", store]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not trial_is_training(tmp_path, reported=True):  # mid-training
-        time.sleep(0.2)
+    if not wait_until(lambda: trial_is_training(tmp_path, reported=True)):  # mid-training
+        process.kill()
+        pytest.fail(f"no trial reached its first report: {process.communicate()[0]}")
     process.send_signal(stop)  # SIGINT as a person's Ctrl-C, SIGTERM as a scheduler's or `kill PID`
     output, _ = process.communicate(timeout=120)
     assert process.returncode == status, output
@@ -86,15 +86,6 @@ def gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except (FileNotFoundError, ProcessLookupError):
         return True
-
-
-def wait_until(condition, seconds: float = 120) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 @pytest.mark.parametrize("parent_dies", [False, True], ids=["sigterm-to-the-sweep", "sigkill-to-the-sweep"])

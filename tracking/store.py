@@ -7,6 +7,7 @@ import sqlite3
 import urllib.error
 import urllib.request
 
+import filelock
 import mlflow
 import sqlalchemy
 from mlflow import MlflowClient
@@ -17,6 +18,7 @@ from gpt.errors import UserError, one_line
 DEFAULT_EXPERIMENT = "gpt-from-scratch"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 PROBE_TIMEOUT_S = 10
+SQLITE_LOCK_TIMEOUT_S = 120  # MLflow's migrations of a new store take seconds
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -73,13 +75,24 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
     elif scheme != "sqlite" and scheme != "databricks":
         probe_database(uri, "MLflow tracking store")
     try:
-        client = MlflowClient(uri)
-        client.search_experiments(max_results=1)
+        with creation_lock(uri):
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # a new or older store gets MLflow's tables here
     except Exception as exc:  # MLflow raises many kinds for an unusable store
         raise UserError(f"cannot reach the MLflow tracking store {redacted(uri)}: {one_line(exc)}") from None
     if scheme == "sqlite":
         write_ahead_log(uri)
     return client
+
+
+def creation_lock(uri: str) -> contextlib.AbstractContextManager:
+    """Held while MLflow makes or migrates a SQLite store's tables: two commands started at once on a new
+    store (two terminals of one sweep) would otherwise both add them, and one would fail
+    ("duplicate column name"). A database server needs no lock here; MLflow's migrations run in its
+    transactions."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    return filelock.FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=SQLITE_LOCK_TIMEOUT_S)
 
 
 def write_ahead_log(sqlite_uri: str) -> None:

@@ -1,6 +1,6 @@
 """Does pruning pay? The same sweep (same space, same seed) with the median pruner and with none.
 
-    python benchmarks/pruning.py --trials 30 --data ../shared/data/the-verdict.txt
+    python -m benchmarks.pruning --trials 30 --data ../shared/data/the-verdict.txt
 
 Prints each sweep's wall time, summed trial time and best value, and the ratios, all
 measured in this run on fresh stores in a temp folder.

@@ -44,8 +44,8 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` means bf16 autocast where the device runs it fast, fp32 elsewhere.
 
-    Without native bf16 units a CPU emulates it: measured ~100x slower than fp32 on an
-    AVX2-only AMD EPYC, so such CPUs stay at fp32 unless bf16 is asked for.
+    Without native bf16 units a CPU emulates it: its matmuls ran ~80x slower than fp32 on an
+    AVX2-only AMD EPYC (``benchmarks.train_speed``), so such CPUs stay at fp32 unless bf16 is asked for.
     """
     if precision == "auto":
         if device.type == "cuda":

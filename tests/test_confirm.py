@@ -13,6 +13,7 @@ import runner
 from gpt.data import gpt2_encoding, load_source, token_ids
 from sweeps.ranking import best_result, confirmation_key, final_order
 from sweeps.report import describe_best, leaderboard
+from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 
 GRID = (
     TINY_BASE
@@ -44,7 +45,7 @@ def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(t
     assert len([line for line in lines if line.startswith("[confirm ")]) == 2
 
     study, client = study_at(tmp_path), MlflowClient(store)
-    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    parent_id = study.user_attrs[PARENT_RUN_ATTR]
     runs = children_of(client, parent_id)
     trial_runs = [r for r in runs if "trial_number" in r.data.params]
     confirmations = [r for r in runs if "confirms_trial" in r.data.tags]
@@ -70,7 +71,7 @@ def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(t
     other_mean = (study.trials[other].value + study.user_attrs[confirmation_key(other, 124)]["value"]) / 2
     assert best.mean <= other_mean
     (version,) = client.search_model_versions("name = 'gpt-sweep-tiny'")
-    assert version.run_id == best.trial.user_attrs["mlflow_run_id"]
+    assert version.run_id == best.trial.user_attrs[RUN_ID_ATTR]
     assert client.get_run(parent_id).data.tags["best_trial"] == str(best.trial.number)
     assert f"trial {best.trial.number}, mean final_val_loss" in captured.out
 
@@ -91,7 +92,7 @@ def test_the_best_mean_wins_over_the_luckiest_seed():
         study.add_trial(optuna.trial.create_trial(
             value=value, params={"learning_rate": 0.001 * (number + 1)},
             distributions={"learning_rate": FloatDistribution(1e-4, 1e-2)},
-            user_attrs={"mlflow_run_id": f"run-{number}", "config": {}},
+            user_attrs={RUN_ID_ATTR: f"run-{number}", "config": {}},
         ))  # fmt: skip
     for number, values in ((0, (3.0, 2.9)), (1, (1.6, 1.4))):
         for seed, value in zip((124, 125), values, strict=True):
@@ -120,7 +121,7 @@ def test_a_validation_text_of_its_own_is_used_by_single_runs_and_sweeps(tmp_path
 
     space = write_space(tmp_path, GRID.replace("base:\n", "base:\n  val_data: held_out.txt\n"))
     assert sweep(space, store, verdict, "--trials", "1") == 0
-    trial_run = next(r for r in children_of(client, study_at(tmp_path).user_attrs["mlflow_parent_run_id"]))
+    trial_run = next(r for r in children_of(client, study_at(tmp_path).user_attrs[PARENT_RUN_ATTR]))
     assert trial_run.data.params["val_data_source"] == str(held_out)  # relative to the space file
 
 

@@ -27,6 +27,7 @@ from support import (
 )
 
 import runner
+from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from tracking.ui import stop_group
 
 pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
@@ -101,7 +102,7 @@ def test_a_killed_worker_goes_stale_by_heartbeat_and_the_rerun_finishes(postgres
             trials = optuna.load_study(study_name="sweep-tiny", storage=storage).get_trials()
         except KeyError:
             return False
-        return any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials)
+        return any(t.state == TrialState.RUNNING and RUN_ID_ATTR in t.user_attrs for t in trials)
 
     start_and_kill_mid_trial(command, tmp_path, training)
     time.sleep(4)  # longer than 3 missed beats: stale by heartbeat alone
@@ -170,7 +171,7 @@ def test_machines_and_workers_share_one_study_run_exactly_n_and_never_repeat_a_p
         [e.experiment_id for e in client.search_experiments()], "tags.optuna_study = 'sweep-tiny'"
     )
     parents = [run for run in parents if "mlflow.parentRunId" not in run.data.tags]
-    assert [run.info.run_id for run in parents] == [study.user_attrs["mlflow_parent_run_id"]]
+    assert [run.info.run_id for run in parents] == [study.user_attrs[PARENT_RUN_ATTR]]
     children = children_of(client, parents[0].info.run_id)
     assert sorted(int(run.data.tags["trial_number"]) for run in children) == sorted(t.number for t in finished)
     assert {run.info.status for run in children} == {"FINISHED"}
@@ -184,7 +185,7 @@ def test_machines_and_workers_share_one_study_run_exactly_n_and_never_repeat_a_p
         assert run.data.tags["mlflow.source.name"] == "runner.py" and "mlflow.user" in run.data.tags
         assert "best_val_loss" in run.data.metrics  # pruned trials too: the best before pruning
         assert "system/cpu_utilization_percentage" in run.data.metrics
-    best_run = client.get_run(study.best_trial.user_attrs["mlflow_run_id"])
+    best_run = client.get_run(study.best_trial.user_attrs[RUN_ID_ATTR])
     assert best_run.outputs.model_outputs  # the registered best model (once per machine that saw it best)
     for model_output in best_run.outputs.model_outputs:
         linked = {m.key: m.value for m in client.get_logged_model(model_output.model_id).metrics}

@@ -23,6 +23,7 @@ import runner
 from gpt.data import gpt2_encoding
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
+from sweeps.study_runs import RUN_ID_ATTR
 
 TINY_SINGLE = ["--no-system-metrics", "--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
 TINY_SINGLE += ["--max-length", "16", "--stride", "256"]
@@ -96,7 +97,7 @@ def test_a_sweep_registers_its_best_model_once(store, verdict, tmp_path, capsys)
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "2") == 0
     assert "Best model registered as models:/gpt-sweep-tiny/1" in capsys.readouterr().out
-    best_run = study_at(tmp_path).best_trial.user_attrs["mlflow_run_id"]
+    best_run = study_at(tmp_path).best_trial.user_attrs[RUN_ID_ATTR]
 
     mlflow.set_tracking_uri(store)
     model = mlflow.pytorch.load_model("models:/gpt-sweep-tiny/1")

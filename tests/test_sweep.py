@@ -11,6 +11,7 @@ from support import REPO, SPACE, TINY_BASE, children_of, points, study_at, sweep
 import runner
 from gpt.checkpoint import load_checkpoint
 from sweeps.sampling import REPORT_POINTS
+from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 
 pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
 
@@ -72,14 +73,14 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     study = study_at(tmp_path)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 4
     client = MlflowClient(store)
-    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    parent_id = study.user_attrs[PARENT_RUN_ATTR]
 
     assert sweep(space, store, verdict, "--trials", "9") == 0  # resumes the same study under the same parent
     out = capsys.readouterr().out
     study = study_at(tmp_path)
     trials = study.get_trials()
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 9
-    assert study.user_attrs["mlflow_parent_run_id"] == parent_id
+    assert study.user_attrs[PARENT_RUN_ATTR] == parent_id
     assert "Study sweep-tiny: 4 of 9 trials finished" in out and "mean ± std over seeds" in out
 
     parent = client.get_run(parent_id)
@@ -149,7 +150,7 @@ def test_a_nan_trial_fails_and_the_sweep_goes_on_until_the_space_is_used_up(tmp_
     assert trials[1e-3].state == TrialState.COMPLETE
     failed = trials[1e5]
     assert failed.state == TrialState.FAIL and "NonFiniteLossError: loss became nan" in failed.user_attrs["fail_reason"]
-    run = MlflowClient(store).get_run(failed.user_attrs["mlflow_run_id"])
+    run = MlflowClient(store).get_run(failed.user_attrs[RUN_ID_ATTR])
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith("NonFiniteLossError")
 
 
@@ -167,7 +168,7 @@ def test_two_workers_run_exactly_the_trials_asked_for_and_never_the_same_point(t
     study = study_at(tmp_path)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 5
-    children = children_of(MlflowClient(store), study.user_attrs["mlflow_parent_run_id"])
+    children = children_of(MlflowClient(store), study.user_attrs[PARENT_RUN_ATTR])
     assert len(children) == 5 and {run.info.status for run in children} == {"FINISHED"}
     assert len(set(points(study))) == len(points(study)) == 5
 
@@ -187,7 +188,7 @@ def test_two_sweep_commands_in_two_terminals_share_one_journal_and_run_exactly_n
     assert len(set(points(study))) == len(points(study)) == 4
     ran = [sum(line.startswith("[") and " trial " in line for line in output.splitlines()) for output in outputs]
     assert sum(ran) == 4  # each trial reported by the one process that trained it
-    children = children_of(MlflowClient(store), study.user_attrs["mlflow_parent_run_id"])  # one parent for both
+    children = children_of(MlflowClient(store), study.user_attrs[PARENT_RUN_ATTR])  # one parent for both
     assert len(children) == 4 and {run.info.status for run in children} == {"FINISHED"}
 
 
@@ -228,7 +229,7 @@ def test_a_token_budget_in_the_base_gives_every_context_length_the_same_tokens(t
     )
     assert sweep(space, store, verdict, "--trials", "2") == 0
     client = MlflowClient(store)
-    children = children_of(client, study_at(tmp_path).user_attrs["mlflow_parent_run_id"])
+    children = children_of(client, study_at(tmp_path).user_attrs[PARENT_RUN_ATTR])
     steps = {r.data.params["max_length"]: r.data.params["total_steps"] for r in children}
     assert steps == {"16": "16", "32": "8"}  # 2048 tokens in batches of 8 windows
     assert {r.data.metrics["tokens_seen"] for r in children} == {2048}

@@ -22,6 +22,8 @@ from support import (
 )
 
 from sweeps.recovery import WORKER_ATTR
+from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
+from tracking.processes import ProcessId
 
 pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
 
@@ -47,9 +49,9 @@ def test_a_stop_signal_closes_the_trial_and_the_parent_queues_the_point_and_the_
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.params == interrupted.params and queued.system_attrs["failed_trial"] == interrupted.number
     client = MlflowClient(store)
-    run = client.get_run(interrupted.user_attrs["mlflow_run_id"])
+    run = client.get_run(interrupted.user_attrs[RUN_ID_ATTR])
     assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == stop.name
-    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    parent_id = study.user_attrs[PARENT_RUN_ATTR]
     assert client.get_run(parent_id).info.status == "KILLED"
 
     assert sweep(space, store, verdict, "--trials", "2") == 0  # the same study, the same parent
@@ -77,7 +79,7 @@ def running_workers(folder) -> list[int]:
         trials = study_at(folder).get_trials(states=(TrialState.RUNNING,))
     except (KeyError, FileNotFoundError):
         return []
-    return [int(t.user_attrs[WORKER_ATTR].rsplit(":", 1)[1]) for t in trials if "mlflow_run_id" in t.user_attrs]
+    return [ProcessId.parse(t.user_attrs[WORKER_ATTR]).pid for t in trials if RUN_ID_ATTR in t.user_attrs]
 
 
 def gone(pid: int) -> bool:
@@ -108,10 +110,10 @@ def test_workers_stop_with_their_sweep_and_the_same_command_finishes(parent_dies
     stopped = study.get_trials(states=(TrialState.FAIL,))
     assert len(stopped) == 2 and len(study.get_trials(states=(TrialState.WAITING,))) == 2
     for trial in stopped:
-        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        run = client.get_run(trial.user_attrs[RUN_ID_ATTR])
         assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
     study = study_at(tmp_path)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
-    runs = children_of(client, study.user_attrs["mlflow_parent_run_id"])
+    runs = children_of(client, study.user_attrs[PARENT_RUN_ATTR])
     assert "RUNNING" not in {run.info.status for run in runs}

@@ -28,7 +28,7 @@ import torch
 
 from gpt.config import resolve_config
 from gpt.data import SlidingWindowDataset
-from gpt.environment import Environment, load_tokens, prepare_environment
+from gpt.environment import TrainingSetup, load_tokens, prepare_environment
 from gpt.evaluation import ValidationSpan, windows_of
 from gpt.training import EvalResult, TrainingCallback, batch_loss, train, validation_loss
 from process_setup import prepare_sweep_process, prepare_sweep_worker
@@ -49,7 +49,7 @@ class OldObjective(TrainingCallback):
     """The score sweeps used before: each evaluation's mean loss over the first two validation batches
     of the run's own windows (context ``max_length``, batch ``batch_size``), the best of them kept."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: TrainingSetup) -> None:
         self.env, self.best = env, float("inf")
         windows = SlidingWindowDataset(env.tokens.val_ids, env.config.max_length, env.config.max_length)
         size = env.config.batch_size
@@ -63,7 +63,7 @@ class OldObjective(TrainingCallback):
         self.best = min(self.best, sum(losses) / len(losses))
 
 
-def whole_file_loss(env: Environment, tokens: int | None = None) -> float:
+def whole_file_loss(env: TrainingSetup, tokens: int | None = None) -> float:
     span = ValidationSpan.of(env.tokens.val_ids, tokens or len(env.tokens.val_ids))
     env.model.eval()
     return validation_loss(env, windows_of(span, env.config.max_length))

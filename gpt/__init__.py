@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "Environment": "gpt.environment",
+    "TrainingSetup": "gpt.environment",
     "prepare_environment": "gpt.environment",
     "EvalResult": "gpt.training",
     "TrainingCallback": "gpt.training",

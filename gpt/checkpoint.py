@@ -15,12 +15,12 @@ import torch
 
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
-from gpt.environment import Environment
+from gpt.environment import TrainingSetup
 from gpt.model import GPTModel
 from gpt.training import EvalResult, TrainingHistory
 
 
-def save_checkpoint(path: str | Path, env: Environment, history: TrainingHistory, resumable: bool = True) -> Path:
+def save_checkpoint(path: str | Path, env: TrainingSetup, history: TrainingHistory, resumable: bool = True) -> Path:
     """Write the checkpoint atomically; without ``resumable`` it leaves out the optimizer state
     (two thirds of the file with AdamW), enough to sample from but not to resume.
     """
@@ -58,7 +58,7 @@ def restore_model(checkpoint: dict[str, Any]) -> tuple[GPTModel, TrainingConfig]
     return model.eval(), config
 
 
-def restore_training(env: Environment, checkpoint: dict[str, Any]) -> TrainingHistory:
+def restore_training(env: TrainingSetup, checkpoint: dict[str, Any]) -> TrainingHistory:
     """Put ``env`` back where the checkpoint left off; ``train(env, history=...)`` then continues."""
     env.model.load_state_dict(checkpoint["model_state_dict"])
     env.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])

@@ -21,8 +21,12 @@ from gpt.evaluation import ValidationSet
 from gpt.model import GPTModel
 
 
-@dataclass
-class Environment:
+@dataclass(kw_only=True)
+class TrainingSetup:
+    """What one training run works with: its config, device and precision, tokenizer and tokens, the model
+    and optimizer, the training batches and the validation set. ``prepare_environment`` builds it; every
+    training, tracking and sweep function takes it whole."""
+
     config: TrainingConfig
     device: torch.device
     device_reason: str
@@ -62,7 +66,7 @@ def prepare_environment(
     cache_dir: Path | None = None,
     group: ProcessGroup | None = None,
     val_data: str | None = None,
-) -> Environment:
+) -> TrainingSetup:
     """Device, data loaders, a freshly seeded model and its AdamW optimizer.
 
     With ``group`` the model is wrapped in DistributedDataParallel for the training steps,
@@ -105,7 +109,17 @@ def prepare_environment(
     if group is not None:
         train_model = DistributedDataParallel(model, device_ids=[torch_device.index] if on_cuda else None)
         torch.manual_seed(config.seed + group.rank)  # rank 0 draws as one process would; the others differ
-    return Environment(
-        config, torch_device, reason, precision, tokenizer, tokens, model, optimizer, train_loader, validation,
-        group, train_model,
-    )  # fmt: skip
+    return TrainingSetup(
+        config=config,
+        device=torch_device,
+        device_reason=reason,
+        precision=precision,
+        tokenizer=tokenizer,
+        tokens=tokens,
+        model=model,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        validation=validation,
+        group=group,
+        train_model=train_model,
+    )

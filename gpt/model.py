@@ -61,6 +61,10 @@ class TransformerBlock(nn.Module):
 
 
 class GPTModel(nn.Module):
+    """GPT-2: token and position embeddings, ``n_layers`` pre-norm transformer blocks, a final LayerNorm and
+    an untied output head over the vocabulary. ``forward`` returns the logits, or with ``targets`` the
+    mean cross-entropy (``score_last``: over the last positions of each window only)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from gpt.config import CHECKPOINT_INTERVAL_S, TrainingConfig
 from gpt.device import autocast
-from gpt.environment import Environment
+from gpt.environment import TrainingSetup
 from gpt.errors import NonFiniteLossError
 from gpt.evaluation import Windows, window_batches
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
@@ -106,7 +106,7 @@ def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> flo
 
 
 def batch_loss(
-    env: Environment, inputs: torch.Tensor, targets: torch.Tensor, model: nn.Module | None = None
+    env: TrainingSetup, inputs: torch.Tensor, targets: torch.Tensor, model: nn.Module | None = None
 ) -> torch.Tensor:
     """Mean cross-entropy of ``model`` (``env.model`` unless given) on one batch, moved to its device."""
     inputs, targets = inputs.to(env.device), targets.to(env.device)  # (B, T) each
@@ -115,7 +115,7 @@ def batch_loss(
 
 
 @torch.no_grad()
-def validation_loss(env: Environment, windows: list[Windows]) -> float:
+def validation_loss(env: TrainingSetup, windows: list[Windows]) -> float:
     """Mean cross-entropy over every scored target of ``windows``, in eval mode; one host sync."""
     total, count = torch.zeros((), device=env.device), 0
     for group in windows:
@@ -136,7 +136,7 @@ def train_loss_since_last_eval(history: TrainingHistory) -> float:
 
 
 def evaluate(
-    env: Environment, history: TrainingHistory, epoch: int, lr: float, tokens_per_sec: float, train_loss: float
+    env: TrainingSetup, history: TrainingHistory, epoch: int, lr: float, tokens_per_sec: float, train_loss: float
 ) -> EvalResult:
     """The val loss on the fixed validation subset at the current step; at the last step also on the whole span.
 
@@ -162,7 +162,7 @@ def evaluate(
     )
 
 
-def greedy_sample(env: Environment) -> str:
+def greedy_sample(env: TrainingSetup) -> str:
     env.model.eval()
     context = text_to_token_ids(env.config.start_context, env.tokenizer).to(env.device)
     with autocast(env.device, env.precision):
@@ -171,7 +171,7 @@ def greedy_sample(env: Environment) -> str:
     return token_ids_to_text(ids, env.tokenizer)
 
 
-def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
+def train_step(env: TrainingSetup, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
     """One optimizer step; the loss stays on the device so the step causes no host sync.
 
     Under several processes this one trains on its shard of the batch, and DDP averages
@@ -191,7 +191,7 @@ def train_step(env: Environment, inputs: torch.Tensor, targets: torch.Tensor, lr
 
 
 def read_losses(
-    env: Environment, history: TrainingHistory, unread: list[torch.Tensor], last_step: int, lr: float
+    env: TrainingSetup, history: TrainingHistory, unread: list[torch.Tensor], last_step: int, lr: float
 ) -> None:
     """Move the losses of the steps up to ``last_step`` into ``history``; a NaN or inf stops training.
 
@@ -208,7 +208,7 @@ def read_losses(
     unread.clear()
 
 
-def epoch_batches(env: Environment, history: TrainingHistory, already_done: int) -> Iterator:
+def epoch_batches(env: TrainingSetup, history: TrainingHistory, already_done: int) -> Iterator:
     """The epoch's batches; on resuming, its data order is replayed and the ``already_done`` skipped."""
     generator = env.train_loader.generator
     if already_done == 0:
@@ -223,7 +223,7 @@ def epoch_batches(env: Environment, history: TrainingHistory, already_done: int)
     return batches
 
 
-def total_steps(env: Environment) -> int:
+def total_steps(env: TrainingSetup) -> int:
     return env.config.training_steps(len(env.train_loader))
 
 
@@ -256,7 +256,7 @@ class CheckpointSchedule:
 
 
 def train(
-    env: Environment,
+    env: TrainingSetup,
     callbacks: Sequence[TrainingCallback] = (),
     log_every: int = 1,
     progress_bar: bool = True,

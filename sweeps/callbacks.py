@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from gpt.interrupt import stop_if_signalled
-from sweeps.objective import NOT_RUN_ATTR
+from sweeps.admission import NOT_RUN_ATTR
 from sweeps.ranking import confirmations as confirmations_of
 from sweeps.ranking import last_report, ranked_trials
 from sweeps.report import leaderboard, params_line

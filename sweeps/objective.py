@@ -1,6 +1,7 @@
 """The trial objective: train one sampled config as an MLflow child run and return its value.
 
-It reads like Optuna's PyTorch example: train, ``trial.report``, ``should_prune``, raise
+It reads like Optuna's PyTorch example: suggest (``sweeps.admission.admit``, which also refuses a trial
+beyond the count or on a repeated point), train, ``trial.report``, ``should_prune``, raise
 ``TrialPruned``, return the value. The bookkeeping after each trial (its state on the run,
 the parent run's best value, checkpoint retention) lives in ``sweeps.callbacks``.
 """
@@ -20,11 +21,11 @@ from gpt.data import TokenizedText, steps_per_epoch
 from gpt.environment import prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
+from sweeps.admission import admit
 from sweeps.recovery import WORKER_ATTR, this_worker
-from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS, free_points, repeated_trial
+from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, ranks_in_top
-from sweeps.trial_states import LIVE_STATES
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
 
@@ -33,25 +34,6 @@ if TYPE_CHECKING:
 
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
-NOT_RUN_ATTR = "not_run"  # why a trial ended before training; such a trial does not count
-
-
-class TrialNotRun(Exception):
-    """The trial ends FAILED before any training, and is not counted."""
-
-    stops_sweep = False
-
-
-class StudyFull(TrialNotRun):
-    stops_sweep = True
-
-
-class SpaceExhausted(TrialNotRun):
-    stops_sweep = True
-
-
-class RepeatedPoint(TrialNotRun):
-    pass
 
 
 def objective_value(history: TrainingHistory, metric: str) -> float:
@@ -85,20 +67,6 @@ class PruningReporter(TrainingCallback):
             raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
 
 
-def check_room(study: optuna.Study, trial: optuna.Trial, trials: int, space: SearchSpace) -> None:
-    """Refuse a trial beyond the ``trials`` the study should hold, or in a space with no new point left.
-
-    Trial numbers order the workers: a trial runs only when fewer than ``trials`` live trials
-    have lower numbers, so workers and machines that start at once end with exactly ``trials``.
-    """
-    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=LIVE_STATES))
-    if ahead >= trials:
-        raise StudyFull(f"the study already holds {trials} trials")
-    free = free_points(study, space, besides=trial.number)  # a queued retry holds its own point
-    if free is not None and not free:
-        raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
-
-
 def queue_again(trial: optuna.Trial) -> None:
     """Queue a stopped trial's point as a new waiting trial, as Optuna's retry of a stale trial does."""
     trial.study.add_trial(
@@ -116,6 +84,7 @@ class TrialObjective:
 
     def __init__(
         self,
+        *,
         space: SearchSpace,
         trials: int,
         client: MlflowClient,
@@ -138,17 +107,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
-        try:
-            check_room(trial.study, trial, self.trials, self.space)
-            sampled = self.space.sample(trial)
-            repeated = repeated_trial(trial.study, trial, self.space)
-            if repeated is not None:
-                raise RepeatedPoint(f"its point repeats trial {repeated}, sampled at the same moment")
-        except TrialNotRun as exc:
-            trial.set_user_attr(NOT_RUN_ATTR, str(exc))
-            if exc.stops_sweep:
-                trial.study.stop()
-            raise
+        sampled = admit(trial, self.space, self.trials)
         try:
             return self.train(trial, sampled, started)
         except TRIAL_FAILURES as exc:
@@ -159,6 +118,9 @@ class TrialObjective:
             raise
 
     def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:
+        """Train ``sampled`` as a child run of the sweep's parent, reporting to the pruner at tenths of
+        training; the value is the space's metric. The trial's checkpoint is kept only where it ranks in
+        the best ``keep_checkpoints``."""
         trial.set_user_attr(WORKER_ATTR, this_worker())
         config = self.space.trial_base().update(**sampled)
         # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.

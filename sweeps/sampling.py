@@ -52,12 +52,12 @@ def holds_its_point(trial: FrozenTrial) -> bool:
 
 
 def held_points(
-    study: optuna.Study, names: Sequence[str], live_only: bool = False, besides: int | None = None
+    study: optuna.Study, names: Sequence[str], live_only: bool = False, excluding: int | None = None
 ) -> dict[Point, int]:
-    """Each point the study's trials (but trial ``besides``) hold, with the lowest number holding it."""
+    """Each point the study's trials (but trial ``excluding``) hold, with the lowest number holding it."""
     held: dict[Point, int] = {}
     for trial in study.get_trials(deepcopy=False):
-        if trial.number == besides or not (trial.state in LIVE_STATES if live_only else holds_its_point(trial)):
+        if trial.number == excluding or not (trial.state in LIVE_STATES if live_only else holds_its_point(trial)):
             continue
         point = point_of(trial, names)
         if point is not None and held.get(point, trial.number) >= trial.number:
@@ -65,12 +65,12 @@ def held_points(
     return held
 
 
-def free_points(study: optuna.Study, space: SearchSpace, besides: int | None = None) -> list[Point] | None:
-    """The points of a finite space that no trial (other than number ``besides``) holds; None if endless."""
+def free_points(study: optuna.Study, space: SearchSpace, excluding: int | None = None) -> list[Point] | None:
+    """The points of a finite space that no trial (other than number ``excluding``) holds; None if endless."""
     points = space.all_points()
     if points is None:
         return None
-    held = held_points(study, space.names, besides=besides)
+    held = held_points(study, space.names, excluding=excluding)
     return [point for point in points if point not in held]
 
 
@@ -105,6 +105,9 @@ class DistinctSampler(BaseSampler):
         return optuna.samplers.RandomSampler(seed=seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Choose the trial's whole point now, before the objective asks for any value: draw from the
+        inner sampler (seeded by the trial's number) until the point is one the study does not hold,
+        else, in a finite space, pick a free point; a queued retry keeps its own."""
         seed = trial_seed(self.space.seed, trial.number)
         inner = self._inner[trial.number] = self._inner_sampler(seed)
         inner.before_trial(study, trial)

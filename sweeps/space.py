@@ -140,6 +140,10 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A search space file, checked as a whole: the base config every trial starts from, the objective
+    (metric and direction), the searched params with their distributions, and the sampler, pruner and
+    seed. Its ``sha256`` ties a study to it, so a study is never continued on another space."""
+
     path: Path
     sha256: str
     mode: str

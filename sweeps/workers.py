@@ -21,8 +21,9 @@ from gpt.data import TokenizedText
 from gpt.environment import load_tokens
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, received_signal, stop_signals_remembered
+from sweeps.admission import TrialNotRun
 from sweeps.callbacks import TrialBookkeeper
-from sweeps.objective import TRIAL_FAILURES, TrialNotRun, TrialObjective
+from sweeps.objective import TRIAL_FAILURES, TrialObjective
 from sweeps.recovery import stale_trial_callback
 from sweeps.settings import SweepSettings
 from sweeps.storage import open_storage
@@ -58,18 +59,18 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
     # Each trial's loss plot is drawn and uploaded on this thread while the next trial trains.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loss-plots") as plotter:
         objective = TrialObjective(
-            space,
-            settings.trials,
-            client,
-            experiment_id(client, settings.experiment),
-            parent_run_id,
-            tokens,
-            tokenizer,
-            settings.device,
-            settings.log_every,
-            settings.checkpoints_while_searching,
-            plotter,
-            settings.system_metrics,
+            space=space,
+            trials=settings.trials,
+            client=client,
+            experiment=experiment_id(client, settings.experiment),
+            parent_run_id=parent_run_id,
+            tokens=tokens,
+            tokenizer=tokenizer,
+            device=settings.device,
+            log_every=settings.log_every,
+            keep_checkpoints=settings.checkpoints_while_searching,
+            plotter=plotter,
+            system_metrics=settings.system_metrics,
         )
         study.optimize(
             objective,

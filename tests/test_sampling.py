@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.objective import SpaceExhausted, StudyFull, check_room
+from sweeps.admission import SpaceExhausted, StudyFull, check_room
 from sweeps.sampling import FAIL_REASON_ATTR
 from sweeps.space import SearchSpace
 from sweeps.storage import open_storage

@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
-from gpt.environment import Environment
+from gpt.environment import TrainingSetup
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.training import total_steps
@@ -111,7 +111,7 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> Non
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_CALL])
 
 
-def run_params(env: Environment, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_params(env: TrainingSetup, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every resolved value a run depends on, flat, as MLflow params."""
     return {
         **env.config.to_flat_dict(),

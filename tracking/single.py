@@ -15,7 +15,7 @@ from mlflow.entities import Run
 from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
 from gpt.distributed import ProcessGroup
-from gpt.environment import Environment, prepare_environment
+from gpt.environment import TrainingSetup, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
 from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps, train
@@ -32,7 +32,7 @@ class SingleRunResult:
     history: TrainingHistory
 
 
-def describe_environment(env: Environment) -> str:
+def describe_environment(env: TrainingSetup) -> str:
     model = env.config.model
     return "\n".join(
         [
@@ -67,7 +67,7 @@ def describe_result(history: TrainingHistory) -> str:
     )
 
 
-def training_length(env: Environment) -> str:
+def training_length(env: TrainingSetup) -> str:
     """``3 epochs``, or with a budget ``1,000 steps (2.5 epochs)``."""
     steps, epochs = total_steps(env), env.config.num_epochs
     if env.config.max_steps or env.config.max_tokens:
@@ -75,11 +75,11 @@ def training_length(env: Environment) -> str:
     return f"{epochs} epoch{'s' if epochs != 1 else ''}"
 
 
-def processes(env: Environment) -> str:
+def processes(env: TrainingSetup) -> str:
     return f"{env.group.world_size} processes, each on " if env.group else ""
 
 
-def run_description(env: Environment, mode: str, history: TrainingHistory | None = None) -> str:
+def run_description(env: TrainingSetup, mode: str, history: TrainingHistory | None = None) -> str:
     """The run's description in MLflow's UI: what was trained and, once done, how it went."""
     model = env.config.model
     lines = [

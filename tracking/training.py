@@ -15,7 +15,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from gpt.checkpoint import save_checkpoint
 from gpt.config import write_config_file
-from gpt.environment import Environment
+from gpt.environment import TrainingSetup
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.model import count_parameters
@@ -28,7 +28,7 @@ CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
 
 
 def train_tracked(
-    env: Environment,
+    env: TrainingSetup,
     client: MlflowClient,
     run_id: str,
     callbacks: Sequence[TrainingCallback] = (),
@@ -117,7 +117,7 @@ def local_artifact_dir(artifact_uri: str) -> Path | None:
 
 
 def log_checkpoint(
-    env: Environment, client: MlflowClient, run_id: str, history: TrainingHistory, resumable: bool = True
+    env: TrainingSetup, client: MlflowClient, run_id: str, history: TrainingHistory, resumable: bool = True
 ) -> None:
     """Everything to sample from (and, if ``resumable``, to resume) as ``checkpoint/model.pt`` of the run.
 
@@ -137,7 +137,7 @@ def log_checkpoint(
 class RunCheckpointer(TrainingCallback):
     """Writes the run's resumable checkpoint whenever the training loop says one is due."""
 
-    def __init__(self, env: Environment, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, env: TrainingSetup, client: MlflowClient, run_id: str) -> None:
         self.env, self.client, self.run_id = env, client, run_id
 
     def on_checkpoint(self, history: TrainingHistory) -> None:

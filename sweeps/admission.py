@@ -1,0 +1,67 @@
+"""Admission: whether a trial Optuna has just asked for may train, decided before it does.
+
+Optuna has no hook between ``ask`` and the objective, so the objective's first call is ``admit``: a trial
+beyond the ``--trials`` the study should hold, in a space with no new point left, or whose point another
+worker sampled at the same moment ends FAILED before any training, with its reason, and is not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from sweeps.sampling import free_points, repeated_trial
+from sweeps.space import SearchSpace
+from sweeps.trial_states import LIVE_STATES
+
+NOT_RUN_ATTR = "not_run"  # why a trial ended before training; such a trial does not count
+
+
+class TrialNotRun(Exception):
+    """The trial ends FAILED before any training, and is not counted."""
+
+    stops_sweep = False
+
+
+class StudyFull(TrialNotRun):
+    stops_sweep = True
+
+
+class SpaceExhausted(TrialNotRun):
+    stops_sweep = True
+
+
+class RepeatedPoint(TrialNotRun):
+    pass
+
+
+def check_room(study: optuna.Study, trial: optuna.Trial, trials: int, space: SearchSpace) -> None:
+    """Refuse a trial beyond the ``trials`` the study should hold, or in a space with no new point left.
+
+    Trial numbers order the workers: a trial runs only when fewer than ``trials`` live trials
+    have lower numbers, so workers and machines that start at once end with exactly ``trials``.
+    """
+    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=LIVE_STATES))
+    if ahead >= trials:
+        raise StudyFull(f"the study already holds {trials} trials")
+    free = free_points(study, space, excluding=trial.number)  # a queued retry holds its own point
+    if free is not None and not free:
+        raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
+
+
+def admit(trial: optuna.Trial, space: SearchSpace, trials: int) -> dict[str, Any]:
+    """The trial's sampled values, if it may train; else its reason is recorded and ``TrialNotRun`` raised
+    (stopping the sweep where nothing more can run)."""
+    try:
+        check_room(trial.study, trial, trials, space)
+        sampled = space.sample(trial)
+        repeated = repeated_trial(trial.study, trial, space)
+        if repeated is not None:
+            raise RepeatedPoint(f"its point repeats trial {repeated}, sampled at the same moment")
+    except TrialNotRun as exc:
+        trial.set_user_attr(NOT_RUN_ATTR, str(exc))
+        if exc.stops_sweep:
+            trial.study.stop()
+        raise
+    return sampled

@@ -38,7 +38,10 @@ TRACKING_URI_OPTION = click.option(
     "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
 )
 STORAGE_OPTION = click.option(
-    "--storage", default=None, help="Optuna RDB URL or journal file [default: optuna-journal.log beside mlflow.db]."
+    "--storage",
+    default=None,
+    envvar="GPT_RUNNER_STORAGE",  # keeps a database password out of `ps` and shell history
+    help="Optuna RDB URL or journal file [default: $GPT_RUNNER_STORAGE, else optuna-journal.log beside mlflow.db].",
 )
 
 RUN_OPTIONS = [

@@ -64,7 +64,7 @@ def rdb_storage(url: str, options: dict) -> optuna.storages.RDBStorage:
 def load_study(name: str, storage: str) -> optuna.Study:
     """An existing study; a missing one is a clear error, not a new empty study."""
     if "://" not in storage and not Path(storage).is_file():
-        raise UserError(f"no Optuna storage at {storage}; pass the --storage the sweep used")
+        raise UserError(f"no Optuna storage at {redacted(storage)}; pass the --storage the sweep used")
     try:
         return optuna.load_study(study_name=name, storage=open_storage(storage))
     except KeyError:

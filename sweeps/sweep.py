@@ -29,7 +29,7 @@ from sweeps.study_runs import (
 from sweeps.workers import WorkerPlacement, run_workers
 from tracking.models import register_run_model
 from tracking.runs import tracked_run
-from tracking.store import connect, experiment_id
+from tracking.store import connect, experiment_id, redacted
 
 
 def parent_params(study: optuna.Study, space: SearchSpace) -> dict:
@@ -73,7 +73,8 @@ def run_sweep(
     if dry_run:
         click.echo(space.describe())
         click.echo(
-            f"Study {settings.study_name} in {settings.storage}; {settings.trials} trials, {settings.workers} worker(s)"
+            f"Study {settings.study_name} in {redacted(settings.storage)}; "
+            f"{settings.trials} trials, {settings.workers} worker(s)"
         )
         return None
     client = connect(settings.tracking_uri)
@@ -85,7 +86,7 @@ def run_sweep(
         parent_run_id = create_parent_run(study, client, exp_id, parent_params(study, space), space.path)
     click.echo(
         f"Study {study.study_name}: {finished_trials(study)} of {settings.trials} trials finished; "
-        f"MLflow parent run {parent_run_id}; storage {settings.storage}"
+        f"MLflow parent run {parent_run_id}; storage {redacted(settings.storage)}"
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=settings.system_metrics):
         run_workers(settings, loaded, worker_setup)

@@ -16,6 +16,22 @@ from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
 
 
+def test_a_storage_password_is_never_printed_and_the_storage_can_come_from_the_environment(
+    tmp_path, store, verdict, capsys, monkeypatch
+):
+    space = write_space(tmp_path, SPACE)
+    url = "postgresql://gpt:hunter2@127.0.0.1:9/optuna"
+    assert sweep(space, store, verdict, "--storage", url, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "postgresql://gpt:***@127.0.0.1:9/optuna" in out
+    monkeypatch.setenv("GPT_RUNNER_STORAGE", url)
+    assert sweep(space, store, verdict, "--dry-run") == 0
+    assert "gpt:***@127.0.0.1:9/optuna" in capsys.readouterr().out  # the variable, masked
+    journal = tmp_path / "given.log"
+    assert sweep(space, store, verdict, "--dry-run", "--storage", str(journal)) == 0  # --storage wins
+    assert f"in {journal};" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

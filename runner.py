@@ -75,7 +75,7 @@ def config_option(name: str, kind: type, setting: dict):
     flag = "--" + name.replace("_", "-")
     if kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=setting["help"])
-    if setting.get("choices"):
+    if setting["choices"]:
         kind = click.Choice(setting["choices"])
     elif kind is int:
         kind = click.IntRange(min=setting["minimum"])

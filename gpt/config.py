@@ -74,7 +74,7 @@ def setting(
     *,
     minimum: float | None = None,
     flag: bool = True,
-    **more: Any,
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
     """A config field with what the command line and the checks need to know of it.
 
@@ -82,7 +82,7 @@ def setting(
     range); ``flag=False`` keeps it off the command line (set by the code, or following another value);
     ``choices`` the values a text setting takes. A new setting is one such field.
     """
-    metadata = {"help": help, "minimum": minimum, "flag": flag, **more}
+    metadata = {"help": help, "minimum": minimum, "flag": flag, "choices": choices}
     return field(default=default, metadata=metadata)
 
 
@@ -130,7 +130,8 @@ RETIRED_KEY = "eval_iter"
 CUSTOM_MODEL = ModelConfig(context_length=512, n_heads=8, n_layers=6, emb_dim=512, drop_rate=0.1)
 
 
-# A run writes its checkpoint at an evaluation that improves the val loss at most this often (and at its end).
+# With checkpoint_every 0, an evaluation that improves the val loss checkpoints at most this often:
+# a killed run loses minutes, not hours, and a short run writes its checkpoint once, at the end.
 CHECKPOINT_INTERVAL_S = 300.0
 
 

@@ -22,8 +22,6 @@ from gpt.generation import generate, text_to_token_ids, token_ids_to_text
 from gpt.interrupt import stop_if_signalled
 
 SAMPLE_TOKENS = 50
-# With checkpoint_every 0, an evaluation that improves the val loss checkpoints at most this often:
-# a killed run loses minutes, not hours, and a short run writes its checkpoint once, at the end.
 
 
 @dataclass(frozen=True)

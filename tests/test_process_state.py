@@ -13,7 +13,7 @@ from support import REPO
 # its registered model, a sample from it and a two-trial sweep go through the library, then the
 # state is read again.
 SNAPSHOT_AND_RUN = r"""
-import json, logging, os, pkgutil, importlib, signal, sys, tempfile
+import json, logging, os, pkgutil, importlib, signal, sys
 from pathlib import Path
 import matplotlib, mlflow, mlflow.pytorch, optuna, torch  # mlflow.pytorch's import calls logging.basicConfig
 

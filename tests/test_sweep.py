@@ -198,7 +198,7 @@ def test_two_sweep_commands_in_two_terminals_share_one_journal_and_run_exactly_n
         for _ in range(2)
     ]
     outputs = [terminal.communicate(timeout=600)[0] for terminal in terminals]
-    assert [terminal.returncode for terminal in terminals] == [0, 0], outputs
+    assert [terminal.returncode for terminal in terminals] == [0, 0], "\n---\n".join(outputs)  # whole, not cut
     study = study_at(tmp_path)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 4
     assert len(set(points(study))) == len(points(study)) == 4

@@ -28,6 +28,7 @@ from sweeps import (
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_HEARTBEAT_S,
     DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_STORAGE_RETRY_S,
     DEFAULT_TRIALS,
     GRACE_BEATS,
     PRUNERS,
@@ -228,6 +229,14 @@ def single(
     help=f"Seconds between a worker's heartbeats; a trial silent for {GRACE_BEATS} beats is failed and retried.",
 )
 @click.option(
+    "--storage-retry-s",
+    type=click.IntRange(min=0),
+    default=DEFAULT_STORAGE_RETRY_S,
+    show_default=True,
+    help="Seconds to wait for a database storage that stops answering mid-sweep (a restart, a failover) "
+    "before stopping with one line; the same command then resumes.",
+)
+@click.option(
     "--confirm",
     type=click.IntRange(min=0),
     default=DEFAULT_CONFIRM,
@@ -260,6 +269,7 @@ def sweep(
     device,
     log_every,
     heartbeat,
+    storage_retry_s,
     confirm,
     confirm_seeds,
     dry_run,
@@ -294,6 +304,7 @@ def sweep(
         log_every=log_every,
         workers=workers,
         heartbeat_s=heartbeat,
+        storage_retry_s=storage_retry_s,
         system_metrics=system_metrics,
         confirm=confirm,
         confirm_seeds=confirm_seeds,

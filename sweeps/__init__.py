@@ -8,6 +8,7 @@ DEFAULT_KEEP_CHECKPOINTS = 1  # trials whose checkpoints stay, the best first
 DEFAULT_CONFIRM = 3  # configurations trained again with other seeds once the search is done
 DEFAULT_CONFIRM_SEEDS = 2  # other seeds each: each confirmed value is a mean over three
 DEFAULT_HEARTBEAT_S = 20  # seconds between a worker's heartbeats
+DEFAULT_STORAGE_RETRY_S = 300  # seconds a sweep waits for a database storage that went away
 GRACE_BEATS = 3  # a trial whose worker missed this many beats is stale: failed and run again
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")

@@ -6,7 +6,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps import DEFAULT_CONFIRM, DEFAULT_CONFIRM_SEEDS, DEFAULT_HEARTBEAT_S, DEFAULT_KEEP_CHECKPOINTS, DEFAULT_TRIALS
+from sweeps import (
+    DEFAULT_CONFIRM,
+    DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_STORAGE_RETRY_S,
+    DEFAULT_TRIALS,
+)
 from sweeps.space import SearchSpace
 from tracking.store import DEFAULT_EXPERIMENT
 
@@ -40,6 +47,7 @@ class SweepSettings:
     log_every: int = 1
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    storage_retry_s: int = DEFAULT_STORAGE_RETRY_S  # how long a database storage that went away is waited for
     system_metrics: bool = True
     confirm: int = DEFAULT_CONFIRM
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS

@@ -10,8 +10,10 @@ import optuna
 import sqlalchemy
 
 from gpt.errors import UserError, one_line
+from sweeps import DEFAULT_STORAGE_RETRY_S
 from sweeps.journal_heartbeat import HeartbeatJournalStorage
 from sweeps.recovery import StaleCallback, heartbeat_options
+from sweeps.storage_outage import PatientRDBStorage
 from tracking.store import probe_database, redacted
 
 JOURNAL_NAME = "optuna-journal.log"
@@ -26,16 +28,22 @@ def default_storage(tracking_uri: str) -> str:
 
 
 def open_storage(
-    storage: str, heartbeat_s: int | None = None, on_stale: StaleCallback | None = None
+    storage: str,
+    heartbeat_s: int | None = None,
+    on_stale: StaleCallback | None = None,
+    retry_s: float = DEFAULT_STORAGE_RETRY_S,
 ) -> optuna.storages.BaseStorage:
     """An RDB storage for a URL, else a journal file that several local processes share safely.
 
-    With ``heartbeat_s`` the workers beat and trials of dead workers are failed and retried.
+    With ``heartbeat_s`` the workers beat and trials of dead workers are failed and retried. A database
+    that must answer now, at the start, is checked in seconds; one that goes away later is waited for
+    up to ``retry_s`` seconds (a local journal file needs no waiting).
     """
     if "://" in storage:
         probe_database(storage, "Optuna storage")
         try:
-            return rdb_storage(storage, heartbeat_options(heartbeat_s, on_stale) if heartbeat_s else {})
+            options = heartbeat_options(heartbeat_s, on_stale) if heartbeat_s else {}
+            return rdb_storage(storage, retry_s, options)
         except Exception as exc:  # SQLAlchemy and drivers raise many kinds for a storage they cannot use
             raise UserError(f"cannot open Optuna storage {redacted(storage)}: {one_line(exc)}") from None
     path = Path(storage)
@@ -49,16 +57,17 @@ def open_storage(
     return optuna.storages.JournalStorage(backend)
 
 
-def rdb_storage(url: str, options: dict) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage; machines starting at once race to create its tables, so the loser retries."""
+def rdb_storage(url: str, retry_s: float, options: dict) -> PatientRDBStorage:
+    """Optuna's RDB storage, patient with outages; machines starting at once race to create its tables,
+    so the loser retries."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat, in use since 2.5
         for attempt in range(1, SCHEMA_ATTEMPTS):
             try:
-                return optuna.storages.RDBStorage(url, **options)
+                return PatientRDBStorage(url, retry_s, **options)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 time.sleep(0.5 * attempt)  # the other machine's CREATE TABLE commits meanwhile
-        return optuna.storages.RDBStorage(url, **options)
+        return PatientRDBStorage(url, retry_s, **options)
 
 
 def load_study(name: str, storage: str) -> optuna.Study:

@@ -79,7 +79,8 @@ def run_sweep(
         return None
     client = connect(settings.tracking_uri)
     settings = replace(settings, tracking_uri=client.tracking_uri)
-    study, created = open_study(space, settings.study_name, open_storage(settings.storage))
+    storage = open_storage(settings.storage, retry_s=settings.storage_retry_s)
+    study, created = open_study(space, settings.study_name, storage)
     exp_id = experiment_id(client, settings.experiment)
     parent_run_id = None if created else wait_for_parent_run(study, client)
     if parent_run_id is None:  # this process made the study (or its maker died before making the parent)

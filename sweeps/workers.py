@@ -27,6 +27,7 @@ from sweeps.objective import TRIAL_FAILURES, TrialObjective
 from sweeps.recovery import stale_trial_callback
 from sweeps.settings import SweepSettings
 from sweeps.storage import open_storage
+from sweeps.storage_outage import outages_surfaced
 from sweeps.study import open_study
 from sweeps.study_runs import parent_run_of
 from sweeps.trial_states import COUNTED_STATES
@@ -48,7 +49,8 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
     space = settings.load_space()
     client = connect(settings.tracking_uri)
     tokens, tokenizer = loaded or load_tokens(settings.data, val_data=settings.val_data)
-    storage = open_storage(settings.storage, settings.heartbeat_s, stale_trial_callback(client.tracking_uri))
+    on_stale = stale_trial_callback(client.tracking_uri)
+    storage = open_storage(settings.storage, settings.heartbeat_s, on_stale, settings.storage_retry_s)
     study, _ = open_study(space, settings.study_name, storage, settings.parallel)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -72,16 +74,17 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
             plotter=plotter,
             system_metrics=settings.system_metrics,
         )
-        study.optimize(
-            objective,
-            n_trials=2 * settings.trials,  # failed trials are replaced; this bounds them when every trial fails
-            timeout=settings.timeout,
-            catch=(*TRIAL_FAILURES, TrialNotRun),
-            callbacks=[
-                optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
-                TrialBookkeeper(client, parent_run_id, space.metric, settings),
-            ],
-        )
+        with outages_surfaced():
+            study.optimize(
+                objective,
+                n_trials=2 * settings.trials,  # failed trials are replaced; this bounds them when every trial fails
+                timeout=settings.timeout,
+                catch=(*TRIAL_FAILURES, TrialNotRun),
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
+                    TrialBookkeeper(client, parent_run_id, space.metric, settings),
+                ],
+            )
 
 
 @dataclass(frozen=True)

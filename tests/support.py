@@ -3,11 +3,15 @@ and reading back its study and runs, and killing a sweep mid-trial."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -17,6 +21,7 @@ from optuna.trial import TrialState
 import runner
 from sweeps.storage import open_storage
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
+from tracking.ui import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_SHARED_DIR", REPO.parent / "shared"))
@@ -55,9 +60,43 @@ def server_answers(url: str) -> bool:
     """An HTTP server at ``url`` answers its health check."""
     try:
         urllib.request.urlopen(f"{url}/health", timeout=2).close()
+    except urllib.error.HTTPError:
+        return True  # it answered, if only to ask for a login
     except OSError:
         return False
     return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tracking_server(backend: str, artifacts: Path, *extra: str, env: dict | None = None) -> Iterator[str]:
+    """``mlflow server`` on loopback for the ``backend`` store, serving artifacts from ``artifacts``; its URL.
+
+    ``extra``: more arguments, such as ``--app-name basic-auth``; ``env``: more environment variables.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
+         str(artifacts), "--host", "127.0.0.1", "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},  # browsing and logging only
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert (
+            wait_until(lambda: server_answers(url) or server.poll() is not None, 90, every=0.5)
+            and server.poll() is None
+        ), "mlflow server did not start"
+        yield url
+    finally:
+        stop_group(server)  # the server and the helper processes it starts
 
 
 def write_space(folder: Path, text: str, name: str = "tiny.yaml") -> Path:

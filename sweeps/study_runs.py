@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
 from sweeps.ranking import best_result, best_trial, final_order, ranked_trials
-from tracking.runs import context_tags, log_metrics, log_params, set_tags
+from tracking.runs import context_tags, create_run, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
@@ -52,7 +52,7 @@ def create_parent_run(
     """Make the study's MLflow parent run; only the process whose ``create_study`` made the study calls
     this, so machines starting at once agree on one parent without sleeping on a race."""
     tags = {**context_tags(), "optuna_study": study.study_name}
-    run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
+    run_id = create_run(client, experiment, study.study_name, tags)
     client.log_artifact(run_id, str(space_file))
     log_params(client, run_id, params)
     client.set_terminated(run_id, "FINISHED")

@@ -17,7 +17,7 @@ import mlflow
 import mlflow.pytorch
 import pytest
 from mlflow import MlflowClient
-from support import REPO, SPACE, study_at, sweep, write_space
+from support import REPO, SPACE, free_port, study_at, sweep, write_space
 
 import runner
 from gpt.config import resolve_config
@@ -27,6 +27,7 @@ from gpt.model import GPTModel
 from sweeps.study_runs import RUN_ID_ATTR
 from tracking.models import register_run_model
 from tracking.single import run_single
+from tracking.ui import exposure_warning
 
 TINY_SINGLE = ["--no-system-metrics", "--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
 TINY_SINGLE += ["--max-length", "16", "--stride", "256"]
@@ -146,12 +147,6 @@ def test_a_registered_model_carries_its_best_steps_losses_and_leaves_its_run_as_
     assert register_run_model(client, result.run_id, "best-step") == "models:/best-step/1"  # nothing new
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def get_json(url: str, body: dict | None = None) -> dict:
     """GET ``url``, or POST ``body`` as JSON to it, the way the UI's own pages call the REST API."""
     data = json.dumps(body).encode() if body is not None else None
@@ -212,6 +207,15 @@ def test_the_ui_shows_a_run_logged_through_it(served_store, verdict, tmp_path, c
 
     status, out, _ = generate(capsys, served_store, "--run-id", run_id, "--prompt", "I had")
     assert status == 0 and out.startswith("I had")
+
+
+def test_the_ui_warns_when_it_serves_beyond_loopback():
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert exposure_warning(host, 5000) is None, host
+    for host in ("0.0.0.0", "::", "192.168.1.20", "trackinghost"):
+        warning = exposure_warning(host, 5000)
+        assert f"on {host}:5000 without authentication" in warning and "delete every run" in warning
+        assert len(warning.splitlines()) == 1
 
 
 def test_ui_on_a_taken_port_is_one_line(store, capsys):

@@ -18,7 +18,7 @@ from gpt.device import choose_device
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
-from tracking.fluent_scope import tracking_uri_for_fluent_calls
+from tracking.fluent_scope import fluent_calls_on
 from tracking.store import connect, redacted
 from tracking.training import CHECKPOINT_FILE
 
@@ -77,9 +77,11 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
         if version.run_id == run_id:
             return f"models:/{name}/{version.version}"
     model, _ = load_run_model(client, run_id)
-    best_step = int(client.get_run(run_id).data.metrics.get("best_val_step", 0))
-    # log_model, and the registry resolving the logged model a version points at, read the process-wide URI.
-    with tracking_uri_for_fluent_calls(client.tracking_uri):
+    run = client.get_run(run_id)
+    best_step = int(run.data.metrics.get("best_val_step", 0))
+    # log_model, and the registry resolving the logged model a version points at, read the process-wide
+    # URI; log_model files the model under the active experiment, which must be the run's.
+    with fluent_calls_on(client.tracking_uri, run.info.experiment_id):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow warns about the missing signature and input example
             info = mlflow.pytorch.log_model(

@@ -21,6 +21,7 @@ from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.training import total_steps
 from tracking.processes import ProcessId
+from tracking.store import refusal_explained
 from tracking.system_metrics import system_metrics_logged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,12 @@ def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:
     client.set_tag(run_id, "mlflow.note.content", markdown)
 
 
+def create_run(client: MlflowClient, experiment: str, run_name: str | None, tags: dict[str, str]) -> str:
+    """A new run's id; a server that does not let this user write to the experiment is one line."""
+    with refusal_explained(client.tracking_uri, f"create runs in experiment {experiment}"):
+        return client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
+
+
 @contextmanager
 def tracked_run(
     client: MlflowClient,
@@ -87,7 +94,7 @@ def tracked_run(
     """
     if run_id is None:
         all_tags = {**context_tags(), **process_tags(), **(tags or {})}
-        run_id = client.create_run(experiment, run_name=run_name, tags=all_tags).info.run_id
+        run_id = create_run(client, experiment, run_name, all_tags)
     else:
         client.update_run(run_id, status="RUNNING")
         set_tags(client, run_id, process_tags())

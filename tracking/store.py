@@ -1,11 +1,13 @@
-"""The MLflow tracking store: resolved, checked to answer in seconds, and its experiments."""
+"""The MLflow tracking store: resolved, checked to answer in seconds and to let the user in, and its experiments."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import filelock
 import mlflow
@@ -19,6 +21,7 @@ DEFAULT_EXPERIMENT = "gpt-from-scratch"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 PROBE_TIMEOUT_S = 10
 SQLITE_LOCK_TIMEOUT_S = 120  # MLflow's migrations of a new store take seconds
+LOGIN_VARIABLES = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials)"
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -64,6 +67,41 @@ def probe_server(url: str) -> None:
         raise UserError(f"cannot reach the MLflow tracking server {redacted(url)}: {reason}") from None
 
 
+def refusal(exc: MlflowException, uri: str, action: str) -> UserError | None:
+    """A tracking server's 401 or 403 as one line that says what to set or ask for; None for other errors.
+
+    ``action`` says what was refused, as in "does not let user 'bob' <action>".
+    """
+    status, user = exc.get_http_status_code(), os.environ.get("MLFLOW_TRACKING_USERNAME")
+    server = f"the MLflow tracking server {redacted(uri)}"
+    if status == 401 and user:
+        return UserError(
+            f"{server} refused the login of user {user!r} (401 Unauthorized: a wrong password, or no such user); "
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 401:
+        return UserError(f"{server} asks for a login (401 Unauthorized): set {LOGIN_VARIABLES} to an account of it")
+    if status == 403:
+        who = f"user {user!r}" if user else "this login"
+        return UserError(
+            f"{server} does not let {who} {action} (403 Permission denied): ask its admin for EDIT permission "
+            "on the experiment, or use an --experiment of your own"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def refusal_explained(uri: str, action: str) -> Iterator[None]:
+    """A tracking server's refusal inside (HTTP 401 or 403) comes out as one line (``refusal``)."""
+    try:
+        yield
+    except MlflowException as exc:
+        refused = refusal(exc, uri, action)
+        if refused is None:
+            raise
+        raise refused from None
+
+
 def connect(tracking_uri: str | None = None) -> MlflowClient:
     """A client for the resolved store, checked to answer."""
     uri = resolve_tracking_uri(tracking_uri)
@@ -75,9 +113,11 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
     elif scheme != "sqlite" and scheme != "databricks":
         probe_database(uri, "MLflow tracking store")
     try:
-        with creation_lock(uri):
+        with creation_lock(uri), refusal_explained(uri, "read its experiments"):
             client = MlflowClient(uri)
             client.search_experiments(max_results=1)  # a new or older store gets MLflow's tables here
+    except UserError:
+        raise
     except Exception as exc:  # MLflow raises many kinds for an unusable store
         raise UserError(f"cannot reach the MLflow tracking store {redacted(uri)}: {one_line(exc)}") from None
     if scheme == "sqlite":
@@ -111,6 +151,11 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     it a training experiment lands on an empty GenAI traces page. Ours say model training,
     unless a user already chose otherwise.
     """
+    with refusal_explained(client.tracking_uri, f"use experiment {name!r}"):
+        return _experiment_id(client, name)
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -46,6 +47,21 @@ def check_port_free(host: str, port: int) -> None:
             raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
 
 
+def exposure_warning(host: str, port: int) -> str | None:
+    """What serving on a non-loopback ``host`` exposes: ``mlflow ui`` asks no one for a login."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it names an interface other machines may reach
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"Warning: serving on {host}:{port} without authentication: anyone who reaches this port can read "
+        "and delete every run; keep the default 127.0.0.1 (an SSH tunnel reaches it) or share the store "
+        "through `mlflow server --app-name basic-auth` (README: Several machines)"
+    )
+
+
 def wait_until_ready(process: subprocess.Popen, url: str) -> None:
     """Return once the UI answers ``/health``; a server that exits or stays silent is an error."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -64,9 +80,12 @@ def wait_until_ready(process: subprocess.Popen, url: str) -> None:
 def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
     """Start ``mlflow ui`` for ``tracking_uri``, print its address, and serve until Ctrl-C or SIGTERM."""
     if tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"The store is already served by a tracking server: open {tracking_uri}")
+        click.echo(f"The store is already served by a tracking server: open {redacted(tracking_uri)}")
         return
     check_port_free(host, port)
+    warning = exposure_warning(host, port)
+    if warning:
+        click.echo(warning, err=True)
     url = f"http://{host}:{port}"
     # Browsing needs no background job runner (7 more processes); its own session, so that the
     # helper processes mlflow still starts stop with it.

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from gpt.config import DEVICES, MODES, STRATEGIES, flag_settings, read_config_file, resolve_config
+from gpt.corpus import DEFAULT_TEXT_FIELD
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 from process_setup import (
@@ -46,10 +47,23 @@ STORAGE_OPTION = click.option(
 )
 
 RUN_OPTIONS = [
-    click.option("--data", help="Training text: a file or an http(s) URL (default: The Verdict)."),
+    click.option(
+        "--data",
+        multiple=True,
+        help="Training corpus: a text file, a folder of them, a glob, a .jsonl/.json file of records or an "
+        "http(s) URL; repeat it for several [default: The Verdict].",
+    ),
     click.option(
         "--val-data",
-        help="Validation text of its own, a file or URL [default: the last 10% of --data's tokens].",
+        multiple=True,
+        help="Validation corpus of its own, in the same forms [default: the last ~10% of --data, "
+        "whole documents when it has several].",
+    ),
+    click.option(
+        "--text-field",
+        default=DEFAULT_TEXT_FIELD,
+        show_default=True,
+        help="The field of each JSON record that holds its document.",
     ),
     click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
     click.option(
@@ -124,6 +138,7 @@ def single(
     config_file,
     data,
     val_data,
+    text_field,
     device,
     log_every,
     system_metrics,
@@ -166,7 +181,7 @@ def single(
         run_single(
             config,
             mode,
-            data,
+            data or None,
             device,
             log_every,
             experiment or DEFAULT_EXPERIMENT,
@@ -175,7 +190,8 @@ def single(
             output_dir,
             system_metrics=system_metrics,
             group=group,
-            val_data=val_data,
+            val_data=val_data or None,
+            text_field=text_field,
         )
     finally:
         leave_group()
@@ -266,6 +282,7 @@ def sweep(
     keep_checkpoints,
     data,
     val_data,
+    text_field,
     device,
     log_every,
     heartbeat,
@@ -295,8 +312,9 @@ def sweep(
         storage=storage or default_storage(tracking_uri),
         tracking_uri=tracking_uri,
         experiment=experiment or DEFAULT_EXPERIMENT,
-        data=data,
-        val_data=val_data,
+        data=data or None,
+        val_data=val_data or None,
+        text_field=text_field,
         device=device,
         trials=trials,
         timeout=timeout,

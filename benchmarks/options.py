@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gpt.data import load_source
+from gpt.corpus import load_source
 from gpt.errors import UserError
 
 

@@ -1,16 +1,16 @@
-"""Training text: fetch or read it, tokenize it once into a memory-mapped token file, cut it into windows."""
+"""Training text: tokenize a corpus once into a memory-mapped token file, split it, cut it into windows."""
 
 from __future__ import annotations
 
 import codecs
-import hashlib
+import itertools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-import requests
 import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -18,79 +18,14 @@ from tqdm import tqdm
 
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
+from gpt.corpus import Corpus, TextSource, default_cache_dir, is_record_file, records_of
 from gpt.errors import DataError
 
-VERDICT_URL = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt"
-VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
-DOWNLOAD_TIMEOUT_S = 30
 TRAIN_FRACTION = 0.9
-READ_BYTES = 8 << 20  # text read and encoded per block
+READ_BYTES = 8 << 20  # text read and encoded per block (corpus.READ_BYTES hashes in blocks of its own)
 PIECE_CHARS = 1 << 20  # characters per tiktoken call; a block is encoded as several on all cores
-
-
-def default_cache_dir() -> Path:
-    """Where downloads and token ids are kept between runs (``GPT_CACHE_DIR`` moves it)."""
-    root = os.environ.get("GPT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "gpt-runner")
-    return Path(root).expanduser()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _download(url: str, expected_sha256: str | None) -> bytes:
-    try:
-        response = requests.get(url, timeout=DOWNLOAD_TIMEOUT_S)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise DataError(
-            f"cannot download {url} ({type(exc).__name__}); if you are offline, pass a local copy with --data PATH"
-        ) from None
-    if expected_sha256 and _sha256(response.content) != expected_sha256:
-        raise DataError(f"download of {url} does not match its expected sha256; refusing to use it")
-    return response.content
-
-
-@dataclass(frozen=True)
-class TextSource:
-    """Training text on disk (a download is cached first), read in blocks, never whole."""
-
-    name: str
-    path: Path
-    sha256: str
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(READ_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_source(source: str | None = None, cache_dir: Path | None = None) -> TextSource:
-    """A local file or an http(s) URL; None means "The Verdict", downloaded once and cached."""
-    cache_dir = cache_dir or default_cache_dir()
-    if source is None or source.startswith(("http://", "https://")):
-        url = source or VERDICT_URL
-        expected = VERDICT_SHA256 if url == VERDICT_URL else None
-        cached = cache_dir / "downloads" / (hashlib.sha1(url.encode()).hexdigest() + "-" + url.rsplit("/", 1)[-1])
-        sha256 = _file_sha256(cached) if cached.is_file() else None
-        if sha256 is not None and (expected is None or sha256 == expected):
-            return TextSource(url, cached, sha256)
-        data = _download(url, expected)
-        with atomic_path(cached) as tmp:
-            tmp.write_bytes(data)
-        return TextSource(url, cached, _sha256(data))
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"data path is not a file: {path}")
-    try:
-        return TextSource(str(path), path, _file_sha256(path))
-    except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
+RECORDS_PER_BATCH = 1024  # JSON records encoded at once on all cores
+END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator
 
 
 def gpt2_encoding() -> tiktoken.Encoding:
@@ -133,35 +68,68 @@ def token_dtype(encoding: tiktoken.Encoding) -> np.dtype:
     return np.dtype(np.uint16) if encoding.n_vocab <= 1 << 16 else np.dtype(np.uint32)
 
 
-def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> None:
-    """Stream ``source`` through ``encoding`` into ``out`` as raw token ids.
+def _first_bad_line(path: Path, bad: bytes | None) -> int:
+    """The number of the first line of ``path`` that is not UTF-8 (``bad`` None) or holds ``bad``."""
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if bad is not None and bad in line:
+                return number
+            if bad is None:
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    return 0
+
+
+class TokenWriter:
+    """Token ids written to a file as they come, document after document, with one ``<|endoftext|>``
+    between two documents so that no window learns across a boundary it does not see marked."""
+
+    def __init__(self, ids_file: BinaryIO, encoding: tiktoken.Encoding) -> None:
+        self.ids_file, self.dtype = ids_file, token_dtype(encoding)
+        self.separator = encoding.encode_single_token(END_OF_TEXT)
+        self.starts: list[int] = []  # where each document's ids start
+        self.written = 0
+
+    def start_document(self) -> None:
+        if self.starts:
+            self.write([self.separator])
+        self.starts.append(self.written)
+
+    def write(self, ids: list[int]) -> None:
+        np.asarray(ids, dtype=self.dtype).tofile(self.ids_file)
+        self.written += len(ids)
+
+
+def encode_text_file(source: TextSource, encoding: tiktoken.Encoding, writer: TokenWriter, bar: tqdm) -> None:
+    """Stream one text file, one document, through ``encoding`` into ``writer``.
 
     Blocks of text are cut at safe points and encoded in parallel by tiktoken's threads,
     so memory holds one block at a time, whatever the size of the text.
     """
-    dtype, threads = token_dtype(encoding), os.cpu_count() or 1
+    threads = os.cpu_count() or 1
     decoder = codecs.getincrementaldecoder("utf-8")()
     tail, has_text = "", False
-    with (
-        source.path.open("rb") as text_file,
-        out.open("wb") as ids_file,
-        tqdm(total=source.path.stat().st_size, unit="B", unit_scale=True, desc="Tokenizing", disable=None) as bar,
-    ):
+    writer.start_document()
+    with source.path.open("rb") as text_file:
         while True:
             block = text_file.read(READ_BYTES)
             last = not block
             try:
                 text = tail + decoder.decode(block, final=last)
             except UnicodeDecodeError:
-                raise DataError(f"{source.name} is not UTF-8 text") from None
+                line = _first_bad_line(source.path, None)
+                raise DataError(f"{source.name} is not UTF-8 text (line {line})") from None
             if "\x00" in text:
-                raise DataError(f"{source.name} is binary, not text (it holds NUL bytes)")
+                line = _first_bad_line(source.path, b"\x00")
+                raise DataError(f"{source.name} is binary, not text (it holds NUL bytes, line {line})")
             has_text = has_text or (text != "" and not text.isspace())
             pieces, tail = split_for_encoding(text, PIECE_CHARS)
             if last:
                 pieces, tail = [*pieces, tail], ""
-            for ids in encoding.encode_batch(pieces, num_threads=threads, allowed_special={"<|endoftext|>"}):
-                np.asarray(ids, dtype=dtype).tofile(ids_file)
+            for ids in encoding.encode_batch(pieces, num_threads=threads, allowed_special={END_OF_TEXT}):
+                writer.write(ids)
             bar.update(len(block))
             if last:
                 break
@@ -169,10 +137,41 @@ def encode_file(source: TextSource, encoding: tiktoken.Encoding, out: Path) -> N
         raise DataError(f"{source.name} is empty")
 
 
+def encode_records(
+    source: TextSource, text_field: str, encoding: tiktoken.Encoding, writer: TokenWriter, bar: tqdm
+) -> None:
+    """Encode the document of each record of a JSON Lines or JSON file into ``writer``, a batch of
+    records at a time on all cores."""
+    threads, documents = os.cpu_count() or 1, records_of(source, text_field)
+    while batch := list(itertools.islice(documents, RECORDS_PER_BATCH)):
+        for ids in encoding.encode_batch(batch, num_threads=threads, allowed_special={END_OF_TEXT}):
+            writer.start_document()
+            writer.write(ids)
+    bar.update(source.path.stat().st_size)
+
+
+def encode_corpus(corpus: Corpus, encoding: tiktoken.Encoding, out: Path) -> np.ndarray:
+    """Every document of ``corpus`` into ``out`` as raw token ids; where each document starts."""
+    total_bytes = sum(f.path.stat().st_size for f in corpus.files)
+    with (
+        out.open("wb") as ids_file,
+        tqdm(total=total_bytes, unit="B", unit_scale=True, desc="Tokenizing", disable=None) as bar,
+    ):
+        writer = TokenWriter(ids_file, encoding)
+        for source in corpus.files:
+            if is_record_file(source.path):
+                encode_records(source, corpus.text_field, encoding, writer, bar)
+            else:
+                encode_text_file(source, encoding, writer, bar)
+    if not writer.starts:
+        raise DataError(f"{corpus.name} holds no documents")
+    return np.asarray(writer.starts, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class TokenizedText:
-    """Token ids for training and validation: one text split 90/10, or a training text and a
-    validation text of its own (``val_source``).
+    """Token ids for training and validation: a corpus split by whole documents (or, one text, by
+    tokens: the first 90% to train on), or a training corpus and a validation corpus of its own.
 
     The ids are numpy arrays; those from ``tokenize`` are views of memory-mapped files,
     so only the windows a batch reads come into memory.
@@ -183,41 +182,101 @@ class TokenizedText:
     encoding: str
     train_ids: np.ndarray
     val_ids: np.ndarray
-    val_source: str | None = None  # None: the validation ids are the last tenth of ``source``
+    val_source: str | None = None  # None: the validation ids are the last part of ``source``
     val_sha256: str | None = None
+    documents: int = 1  # in the training corpus (with the validation part, when split from it)
+    val_documents: int = 1  # in the validation ids: whole documents, or the tail of the one text
+    split: str = "tokens"  # how the validation ids were set apart: "tokens", "documents" or "val_data"
+    files: str = ""  # the corpus's files, a line each: sha256, size, name (``Corpus.listing``)
+    text_field: str | None = None  # the JSON field documents were read from, where records were read
 
     @property
     def total_tokens(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
 
+    def summary(self) -> str:
+        """What was read and how it was split, in one line."""
+        files = self.files.count("\n")
+        counts = f"{files:,} files, {self.documents:,} documents; " if files > 1 or self.documents > 1 else ""
+        validation = {
+            "tokens": "the last tokens of the text",
+            "documents": f"its last {self.val_documents:,} documents, whole",
+            "val_data": f"{self.val_source}"
+            + (f", {self.val_documents:,} documents" if self.val_documents > 1 else ""),
+        }[self.split]
+        return (
+            f"{self.source} ({counts}{len(self.train_ids):,} train / {len(self.val_ids):,} val tokens; "
+            f"validation: {validation})"
+        )
 
-def token_ids(source: TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> np.ndarray:
-    """Encode once per file content and encoding into a token file; later runs map the same file."""
+
+def cached_corpus(
+    corpus: Corpus, encoding: tiktoken.Encoding, cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus's token ids and document starts, encoded once per corpus key and encoding; later runs
+    map the same file. The starts are written first, so a token file that is there is whole, and so
+    are its starts."""
     dtype = token_dtype(encoding)
-    cache = (cache_dir or default_cache_dir()) / "tokens" / f"{source.sha256}-{encoding.name}.{dtype.name}"
-    if not cache.is_file():  # written atomically, so a file that is there is whole
-        print(f"Tokenizing {source.name} once; its token ids go to {cache}", flush=True)
+    cache = (cache_dir or default_cache_dir()) / "tokens" / f"{corpus.sha256}-{encoding.name}.{dtype.name}"
+    starts_file = cache.with_name(cache.name + ".starts.npy")
+    if not cache.is_file() or not starts_file.is_file():
+        print(f"Tokenizing {corpus.name} once; its token ids go to {cache}", flush=True)
         with atomic_path(cache) as tmp:
-            encode_file(source, encoding, tmp)
-    return np.memmap(cache, dtype=dtype, mode="r")
+            starts = encode_corpus(corpus, encoding, tmp)
+            with atomic_path(starts_file) as tmp_starts, tmp_starts.open("wb") as file:
+                np.save(file, starts)
+    return np.memmap(cache, dtype=dtype, mode="r"), np.load(starts_file)
+
+
+def token_ids(source: Corpus | TextSource, encoding: tiktoken.Encoding, cache_dir: Path | None = None) -> np.ndarray:
+    """The token ids of a corpus (or one text), encoded once."""
+    return cached_corpus(as_corpus(source), encoding, cache_dir)[0]
+
+
+def as_corpus(source: Corpus | TextSource) -> Corpus:
+    return source if isinstance(source, Corpus) else Corpus.of(source)
+
+
+def validation_start(ids: np.ndarray, starts: np.ndarray) -> int:
+    """Where the validation part begins: the document start nearest ``TRAIN_FRACTION`` of the tokens,
+    with a document on each side; in one text, the token at that fraction."""
+    if len(starts) < 2:
+        return int(TRAIN_FRACTION * len(ids))
+    nearest = int(np.argmin(np.abs(starts[1:] - TRAIN_FRACTION * len(ids)))) + 1
+    return int(starts[nearest])
 
 
 def tokenize(
-    source: TextSource,
+    source: Corpus | TextSource,
     encoding: tiktoken.Encoding,
     cache_dir: Path | None = None,
-    val_source: TextSource | None = None,
+    val_source: Corpus | TextSource | None = None,
 ) -> TokenizedText:
     """All of ``source`` for training and all of ``val_source`` for validation, or without one,
-    ``source`` split by tokens: the first 90% to train on, the rest to validate on."""
-    ids = token_ids(source, encoding, cache_dir)
-    if val_source is not None:
-        val_ids = token_ids(val_source, encoding, cache_dir)
+    ``source`` split: its last documents (about 10% of the tokens) to validate on, whole; a single
+    text by tokens, its first 90% to train on."""
+    corpus = as_corpus(source)
+    ids, starts = cached_corpus(corpus, encoding, cache_dir)
+    val_corpus = as_corpus(val_source) if val_source is not None else None
+    reads_records = corpus.has_records or (val_corpus is not None and val_corpus.has_records)
+    described = {
+        "documents": len(starts),
+        "files": corpus.listing(),
+        "text_field": corpus.text_field if reads_records else None,
+    }
+    if val_corpus is not None:
+        val_ids, val_starts = cached_corpus(val_corpus, encoding, cache_dir)
         return TokenizedText(
-            source.name, source.sha256, encoding.name, ids, val_ids, val_source.name, val_source.sha256
-        )
-    split = int(TRAIN_FRACTION * len(ids))
-    return TokenizedText(source.name, source.sha256, encoding.name, ids[:split], ids[split:])
+            corpus.name, corpus.sha256, encoding.name, ids, val_ids, val_corpus.name, val_corpus.sha256,
+            val_documents=len(val_starts), split="val_data", **described,
+        )  # fmt: skip
+    split = validation_start(ids, starts)
+    by_documents = len(starts) > 1
+    return TokenizedText(
+        corpus.name, corpus.sha256, encoding.name, ids[:split], ids[split:],
+        val_documents=int(np.sum(starts >= split)) if by_documents else 1,
+        split="documents" if by_documents else "tokens", **described,
+    )  # fmt: skip
 
 
 class SlidingWindowDataset(Dataset):
@@ -271,6 +330,12 @@ def training_loader(
     if len(tokens.val_ids) < 2:
         where = tokens.val_source or f"the validation split of {tokens.source}"
         raise DataError(f"{where} has {len(tokens.val_ids)} token(s); validation needs at least 2")
+    if tokens.split != "tokens" and len(tokens.val_ids) < max_length + 1:  # whole documents: too few to fill one window
+        where = tokens.val_source or tokens.source
+        raise DataError(
+            f"the validation documents of {where} hold {len(tokens.val_ids)} tokens, fewer than max_length+1 = "
+            f"{max_length + 1}; give more text (or --val-data) or a shorter --max-length"
+        )
     train_set = SlidingWindowDataset(tokens.train_ids, max_length, stride)
     if len(train_set) < batch_size:
         raise DataError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from gpt.config import TrainingConfig
-from gpt.data import TokenizedText, gpt2_encoding, load_source, tokenize, training_loader
+from gpt.corpus import DEFAULT_TEXT_FIELD, load_corpus
+from gpt.data import TokenizedText, gpt2_encoding, tokenize, training_loader
 from gpt.device import choose_device, resolve_precision
 from gpt.distributed import ProcessGroup
 from gpt.errors import ConfigError
@@ -45,27 +47,30 @@ class TrainingSetup:
 
 
 def load_tokens(
-    data: str | None = None,
+    data: str | Sequence[str] | None = None,
     tokenizer: tiktoken.Encoding | None = None,
     cache_dir: Path | None = None,
-    val_data: str | None = None,
+    val_data: str | Sequence[str] | None = None,
+    text_field: str = DEFAULT_TEXT_FIELD,
 ) -> tuple[TokenizedText, tiktoken.Encoding]:
-    """Read and tokenize the training text (and ``val_data``, a validation text of its own); a sweep
-    calls this once and shares the result."""
+    """Read and tokenize the training corpus (and ``val_data``, a validation corpus of its own); a sweep
+    calls this once and shares the result. Each is a file, folder, glob or URL, or several
+    (``gpt.corpus.load_corpus``)."""
     tokenizer = tokenizer or gpt2_encoding()
-    val_source = load_source(val_data, cache_dir) if val_data is not None else None
-    return tokenize(load_source(data, cache_dir), tokenizer, cache_dir, val_source), tokenizer
+    val_corpus = load_corpus(val_data, text_field, cache_dir) if val_data else None
+    return tokenize(load_corpus(data, text_field, cache_dir), tokenizer, cache_dir, val_corpus), tokenizer
 
 
 def prepare_environment(
     config: TrainingConfig,
-    data: str | None = None,
+    data: str | Sequence[str] | None = None,
     device: str = "auto",
     tokenizer: tiktoken.Encoding | None = None,
     tokens: TokenizedText | None = None,
     cache_dir: Path | None = None,
     group: ProcessGroup | None = None,
-    val_data: str | None = None,
+    val_data: str | Sequence[str] | None = None,
+    text_field: str = DEFAULT_TEXT_FIELD,
 ) -> TrainingSetup:
     """Device, data loaders, a freshly seeded model and its AdamW optimizer.
 
@@ -81,7 +86,7 @@ def prepare_environment(
     precision = resolve_precision(config.precision, torch_device)
     if tokens is None or tokenizer is None:
         with group.main_first() if group else contextlib.nullcontext():  # tokenized once, not per process
-            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir, val_data)
+            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir, val_data, text_field)
     if config.model.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
             f"vocab_size ({config.model.vocab_size}) is smaller than the tokenizer's vocabulary ({tokenizer.n_vocab})"

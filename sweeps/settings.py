@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gpt.corpus import DEFAULT_TEXT_FIELD
 from sweeps import (
     DEFAULT_CONFIRM,
     DEFAULT_CONFIRM_SEEDS,
@@ -39,8 +40,9 @@ class SweepSettings:
     pruner: str | None = None
     seed: int | None = None
     experiment: str = DEFAULT_EXPERIMENT
-    data: str | None = None  # None: the space's base's, else The Verdict
-    val_data: str | None = None
+    data: tuple[str, ...] | None = None  # None: the space's base's, else The Verdict
+    val_data: tuple[str, ...] | None = None
+    text_field: str = DEFAULT_TEXT_FIELD
     device: str = "auto"
     timeout: float | None = None
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS

@@ -56,14 +56,16 @@ def _beside(space_file: Path, name: str) -> Path:
     return Path(name) if Path(name).is_absolute() else space_file.parent / name
 
 
-def _text_of(space_file: Path, base: dict[str, Any], key: str) -> str | None:
-    """``base.data`` or ``base.val_data``: a URL as it is, a file relative to the space file."""
+def _texts_of(space_file: Path, base: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    """``base.data`` or ``base.val_data``, one value or a list (as ``--data``): a URL as it is, a file,
+    folder or glob relative to the space file."""
     value = base.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"base.{key} must be a file path or URL (got {value!r})")
-    return value if value.startswith(("http://", "https://")) else str(_beside(space_file, value))
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"base.{key} must be a file, folder, glob or URL, or a list of them (got {value!r})")
+    return tuple(v if v.startswith(("http://", "https://")) else str(_beside(space_file, v)) for v in values)
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,8 @@ class SearchSpace:
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int | None = None
-    data: str | None = None  # the base's texts, when it names them; --data and --val-data win
-    val_data: str | None = None
+    data: tuple[str, ...] | None = None  # the base's corpora, when it names them; --data and --val-data win
+    val_data: tuple[str, ...] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSpace:
@@ -200,8 +202,8 @@ class SearchSpace:
             metric=metric,
             direction=direction,
             params=params,
-            data=_text_of(path, base, "data"),
-            val_data=_text_of(path, base, "val_data"),
+            data=_texts_of(path, base, "data"),
+            val_data=_texts_of(path, base, "val_data"),
         )
         return space.with_options(spec.get("sampler"), spec.get("pruner"), spec.get("seed"))
 

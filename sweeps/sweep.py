@@ -68,7 +68,7 @@ def run_sweep(
     """
     space = settings.load_space()
     settings = settings.with_texts_of(space)
-    loaded = load_tokens(settings.data, val_data=settings.val_data)
+    loaded = load_tokens(settings.data, val_data=settings.val_data, text_field=settings.text_field)
     space.check_data(loaded[0])
     if dry_run:
         click.echo(space.describe())

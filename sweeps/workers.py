@@ -48,7 +48,7 @@ def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None
     """
     space = settings.load_space()
     client = connect(settings.tracking_uri)
-    tokens, tokenizer = loaded or load_tokens(settings.data, val_data=settings.val_data)
+    tokens, tokenizer = loaded or load_tokens(settings.data, val_data=settings.val_data, text_field=settings.text_field)
     on_stale = stale_trial_callback(client.tracking_uri)
     storage = open_storage(settings.storage, settings.heartbeat_s, on_stale, settings.storage_retry_s)
     study, _ = open_study(space, settings.study_name, storage, settings.parallel)

@@ -10,7 +10,8 @@ from optuna.distributions import FloatDistribution
 from support import TINY_BASE, children_of, study_at, sweep, write_space
 
 import runner
-from gpt.data import gpt2_encoding, load_source, token_ids
+from gpt.corpus import load_source
+from gpt.data import gpt2_encoding, token_ids
 from sweeps.ranking import best_result, confirmation_key, final_order
 from sweeps.report import describe_best, leaderboard
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR

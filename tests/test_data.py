@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from gpt.config import PRESETS
+from gpt.corpus import load_source
 from gpt.data import (
     SlidingWindowDataset,
     gpt2_encoding,
-    load_source,
     split_for_encoding,
     steps_per_epoch,
     tokenize,
@@ -73,8 +73,9 @@ def test_tokenize_splits_90_10_and_caches_by_content(tmp_path, tiny_tokenizer):
     path.write_text("abcdefghij" * 10)
     tokens = tokenize(load_source(str(path)), tiny_tokenizer, tmp_path / "cache")
     assert (len(tokens.train_ids), len(tokens.val_ids)) == (90, 10)
-    cached = list((tmp_path / "cache" / "tokens").glob("*"))
+    cached = list((tmp_path / "cache" / "tokens").glob("*.uint16"))
     assert len(cached) == 1 and tokens.sha256 in cached[0].name
+    assert cached[0].with_name(cached[0].name + ".starts.npy").is_file()  # where its one document starts
     assert cached[0].stat().st_size == 100 * 2  # uint16: two bytes a token
     again = tokenize(load_source(str(path)), tiny_tokenizer, tmp_path / "cache")
     assert isinstance(again.train_ids, np.memmap)

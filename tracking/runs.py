@@ -123,7 +123,12 @@ def run_params(env: TrainingSetup, extra: dict[str, Any] | None = None) -> dict[
     return {
         **env.config.to_flat_dict(),
         "data_source": env.tokens.source,
-        "data_sha256": env.tokens.sha256,
+        "data_sha256": env.tokens.sha256,  # the token cache's key: the corpus's files, sizes and contents
+        "data_files": env.tokens.files.count("\n"),
+        "data_documents": env.tokens.documents,
+        "val_documents": env.tokens.val_documents,
+        "val_split": env.tokens.split,
+        "text_field": env.tokens.text_field,
         **(
             {"val_data_source": env.tokens.val_source, "val_data_sha256": env.tokens.val_sha256}
             if env.tokens.val_source

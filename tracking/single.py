@@ -14,6 +14,7 @@ from mlflow.entities import Run
 
 from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
+from gpt.corpus import DEFAULT_TEXT_FIELD, values_of
 from gpt.distributed import ProcessGroup
 from gpt.environment import TrainingSetup, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
@@ -39,8 +40,7 @@ def describe_environment(env: TrainingSetup) -> str:
             "GPT Model Training Pipeline",
             f"Device: {env.device.type.upper()} ({env.device_reason}), precision {env.precision}",
             f"Tokenizer: {'GPT-2 (tiktoken)' if env.tokenizer.name == 'gpt2' else env.tokenizer.name}",
-            f"Data: {env.tokens.source} ({len(env.tokens.train_ids):,} train / {len(env.tokens.val_ids):,} val tokens"
-            + (f", validation text {env.tokens.val_source})" if env.tokens.val_source else ")"),
+            f"Data: {env.tokens.summary()}",
             f"Validation: {env.validation.during_tokens:,} tokens at each evaluation, "
             f"{env.validation.final_tokens:,} for final_val_loss",
             "Model configuration",
@@ -115,7 +115,7 @@ def how_to_open(client: MlflowClient, experiment: str, run_id: str) -> str:
 def run_single(
     config: TrainingConfig,
     mode: str,
-    data: str | None = None,
+    data: str | Sequence[str] | None = None,
     device: str = "auto",
     log_every: int = 1,
     experiment: str = DEFAULT_EXPERIMENT,
@@ -125,7 +125,8 @@ def run_single(
     callbacks: Sequence[TrainingCallback] = (),
     system_metrics: bool = True,
     group: ProcessGroup | None = None,
-    val_data: str | None = None,
+    val_data: str | Sequence[str] | None = None,
+    text_field: str = DEFAULT_TEXT_FIELD,
 ) -> SingleRunResult | None:
     """Check the store, ready data and model, then train inside one MLflow run.
 
@@ -133,11 +134,12 @@ def run_single(
     beside it, untracked, and return None.
     """
     if group is not None and not group.is_main:
-        train(prepare_environment(config, data, device, group=group, val_data=val_data), progress_bar=False)
+        texts = {"val_data": val_data, "text_field": text_field}
+        train(prepare_environment(config, data, device, group=group, **texts), progress_bar=False)
         return None
     check_outputs(log_every, output_dir)
     client = connect(tracking_uri)
-    env = prepare_environment(config, data, device, group=group, val_data=val_data)
+    env = prepare_environment(config, data, device, group=group, val_data=val_data, text_field=text_field)
     click.echo(describe_environment(env))
     exp_id = experiment_id(client, experiment)
     with tracked_run(client, exp_id, run_name, tags={"mode": mode}, system_metrics=system_metrics) as run_id:
@@ -224,7 +226,12 @@ def resume_single(
     config = TrainingConfig.from_dict(checkpoint["config"])
     params = run.data.params
     env = prepare_environment(
-        config, params.get("data_source"), device, group=group, val_data=params.get("val_data_source")
+        config,
+        values_of(params.get("data_source")),
+        device,
+        group=group,
+        val_data=values_of(params.get("val_data_source")),
+        text_field=params.get("text_field", DEFAULT_TEXT_FIELD),
     )
     if (env.tokens.sha256, env.tokens.val_sha256) != (params.get("data_sha256"), params.get("val_data_sha256")):
         raise UserError(f"the training or validation text of run {run_id} has changed since; cannot resume")

@@ -25,6 +25,7 @@ from tracking.runs import log_metrics, set_tags
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
+DATA_FILES_ARTIFACT = "data_files.txt"  # a line a file of the corpus: sha256, size, name
 
 
 def train_tracked(
@@ -50,6 +51,9 @@ def train_tracked(
     history = history if history is not None else TrainingHistory()
     with tempfile.TemporaryDirectory(prefix="gpt-run-") as scratch:
         client.log_artifact(run_id, str(write_config_file(env.config, Path(scratch) / "config.yaml")))
+        data_files = Path(scratch) / DATA_FILES_ARTIFACT  # which files, of what size and content, it trained on
+        data_files.write_text(env.tokens.files or f"{env.tokens.sha256}  {env.tokens.source}\n")
+        client.log_artifact(run_id, str(data_files))
     reporter = MlflowReporter(client, run_id)
     periodic = [RunCheckpointer(env, client, run_id)] if keep_checkpoint else []
     stopped = ""  # why training ended early, for the plot's title

@@ -96,12 +96,15 @@ class OutageWait:
         while True:
             self.raise_if_given_up()
             try:
-                return call()
+                result = call()
             except Exception as exc:
                 if isinstance(exc, StorageOutage) or not is_connection_error(exc):
                     raise
                 self.went_down(exc)  # the next attempt's new connection waits in connect()
                 time.sleep(min(FIRST_WAIT_S, self.time_left()))
+            else:
+                self.came_back()  # also when a pooled connection served it: the outage is over
+                return result
 
     def went_down(self, exc: BaseException) -> None:
         with self.lock:

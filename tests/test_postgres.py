@@ -1,5 +1,6 @@
 """The multi-machine path: several workers share one study in a real PostgreSQL server on loopback."""
 
+import functools
 import os
 import shutil
 import subprocess
@@ -112,11 +113,7 @@ def test_a_killed_worker_goes_stale_by_heartbeat_and_the_rerun_finishes(postgres
     command += ["--tracking-uri", store, "--storage", storage, "--heartbeat", "1"]
 
     def training() -> bool:
-        try:
-            trials = optuna.load_study(study_name="sweep-tiny", storage=storage).get_trials()
-        except KeyError:
-            return False
-        return any(t.state == TrialState.RUNNING and RUN_ID_ATTR in t.user_attrs for t in trials)
+        return any(t.state == TrialState.RUNNING and RUN_ID_ATTR in t.user_attrs for t in trials_of(storage))
 
     start_and_kill_mid_trial(command, tmp_path, training)
     time.sleep(4)  # longer than 3 missed beats: stale by heartbeat alone
@@ -203,9 +200,16 @@ def test_machines_and_workers_share_one_study_run_exactly_n_and_never_repeat_a_p
     )
 
 
+@functools.cache
+def watching(url: str) -> optuna.storages.RDBStorage:
+    """One storage per database for a test's polling: a new one per poll would hold a connection each
+    until PostgreSQL has no more to give ("too many clients"); pre-pinged, so it outlives a restart."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
 def trials_of(storage: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name="sweep-tiny", storage=storage).get_trials()
+        return optuna.load_study(study_name="sweep-tiny", storage=watching(storage)).get_trials()
     except KeyError:  # not made yet
         return []
 

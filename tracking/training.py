@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import urllib.parse
 import urllib.request
@@ -156,6 +157,7 @@ def delete_checkpoint(client: MlflowClient, run_id: str, reason: str) -> bool:
     # MlflowClient has no delete call; the repository for the run's artifact URI, reached through this
     # client's store (a tracking server proxies its artifacts), does it.
     repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
-    repository.delete_artifacts(CHECKPOINT_DIR)
+    with contextlib.suppress(FileNotFoundError):  # two sweep commands on one store dropped it at once
+        repository.delete_artifacts(CHECKPOINT_DIR)
     set_tags(client, run_id, {"checkpoint": f"removed: {reason}"})
     return True

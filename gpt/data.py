@@ -194,9 +194,14 @@ class TokenizedText:
     def total_tokens(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
 
+    @property
+    def file_count(self) -> int:
+        """Files in the training corpus: one line each in ``files``."""
+        return self.files.count("\n")
+
     def summary(self) -> str:
         """What was read and how it was split, in one line."""
-        files = self.files.count("\n")
+        files = self.file_count
         counts = f"{files:,} files, {self.documents:,} documents; " if files > 1 or self.documents > 1 else ""
         validation = {
             "tokens": "the last tokens of the text",

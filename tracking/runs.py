@@ -124,7 +124,7 @@ def run_params(env: TrainingSetup, extra: dict[str, Any] | None = None) -> dict[
         **env.config.to_flat_dict(),
         "data_source": env.tokens.source,
         "data_sha256": env.tokens.sha256,  # the token cache's key: the corpus's files, sizes and contents
-        "data_files": env.tokens.files.count("\n"),
+        "data_files": env.tokens.file_count,
         "data_documents": env.tokens.documents,
         "val_documents": env.tokens.val_documents,
         "val_split": env.tokens.split,

@@ -71,11 +71,12 @@ def timed(run: Callable[[], object], device: torch.device, min_calls: int = 1, m
 
 
 def matmul_peak(device: torch.device, bf16: bool, size: int) -> float:
-    """Measured FLOP/s of a square matmul; bf16 through autocast, as training runs it."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        seconds = timed(lambda: a @ b, device, min_seconds=0.5)
+    """Measured FLOP/s of a square matmul, the ceiling the training paths are held against: its operands
+    are made in bf16 (not cast by autocast on each call, which would count a cast's time as the matmul's)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = timed(lambda: a @ b, device, min_seconds=0.5)
     return 2 * size**3 / seconds
 
 

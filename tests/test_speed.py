@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import REPO
+from support import REPO, SPACE, write_space
 
 from benchmarks.plain_gpt import PlainGPT, load_into, plain_step
 from benchmarks.train_speed import ids_only_vocabulary, random_tokens
@@ -99,3 +99,27 @@ def test_speed_benchmark_runs_in_its_tiny_form(verdict):
     for run in ("quick, 3 epochs", "full, 1 epoch"):
         row = re.search(rf"^{run}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", out, re.MULTILINE)
         assert row and float(row[1]) > 0 and float(row[2]) > 0
+
+
+@pytest.mark.slow
+def test_device_check_runs_in_its_tiny_form(tmp_path, verdict):
+    """The GPU check runs on a lent machine's few minutes; here its tiny form proves every part still runs."""
+    space = write_space(tmp_path, SPACE)
+    command = [sys.executable, "-m", "benchmarks.device_check", "--tiny", "--device", "cpu", "--steps", "1",
+               "--data", str(verdict), "--full-space", str(space), "--space", str(space),
+               "--parts", "1,3,4", "--workers", "1,2", "--worker-trials", "1"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"^device: cpu .*torch [\d.]+.*, no CUDA", out, re.MULTILINE)
+    assert re.search(r"^bf16 matmul peak: [\d.]+[kMGT]?FLOP/s", out, re.MULTILINE)
+    for path in ("project, eager", "project, compiled"):
+        row = re.search(rf"^{path}\s+(\d+)\s+[\d.]+[kMGT]?\s+\d+%", out, re.MULTILINE)
+        assert row and int(row[1]) > 0
+    part_3 = r"^3\. sweep --space tiny.yaml --trials 1: ([\d.]+) s wall for 1 trial runs; summed over them ([\d.]+) s"
+    line = re.search(part_3, out, re.MULTILINE)
+    assert line and 0 < float(line[2]) < float(line[1])
+    assert "2. sweep" not in out
+    rows = {int(row[1]): row for row in re.finditer(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+-$", out, re.M)}
+    assert set(rows) == {1, 2} and float(rows[1][4]) == 1.0
+    assert float(rows[2][4]) == pytest.approx(float(rows[1][2]) / float(rows[2][2]), abs=0.01)  # wall 1 / wall 2

@@ -237,7 +237,7 @@ def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verd
 def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finishes_it(store, verdict, tmp_path):
     runner_py = [sys.executable, str(REPO / "runner.py")]
     tiny = ["--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16"]
-    command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "8", *tiny]
+    command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "3", *tiny]
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -270,7 +270,7 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
     runner_py = [sys.executable, str(REPO / "runner.py")]
     command = [*runner_py, "single", "--data", str(verdict), "--tracking-uri", store, "--precision", "fp32",
                "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--eval-freq", "25",
-               "--max-steps", "700", "--checkpoint-every", "20", "--no-system-metrics"]  # fmt: skip
+               "--max-steps", "300", "--checkpoint-every", "20", "--no-system-metrics"]  # fmt: skip
     process, run_id = start_until_checkpointed(command, tmp_path, store)
     client = MlflowClient(store)
     assert runner.main(["single", "--resume", run_id, "--tracking-uri", store]) == 2
@@ -279,7 +279,7 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
     process.wait(timeout=30)
     assert client.get_run(run_id).info.status == "RUNNING", "the run ended before it could be killed"
     killed_at = load_checkpoint(client.download_artifacts(run_id, "checkpoint/model.pt"))["step"]
-    assert killed_at < 699 and (killed_at + 1) % 20 == 0
+    assert killed_at < 299 and (killed_at + 1) % 20 == 0
 
     assert runner.main(["single", "--resume", run_id, "--tracking-uri", store, "--device", "cpu"]) == 0
     assert "which is gone; resuming it" in capsys.readouterr().out
@@ -293,7 +293,7 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
         return load_checkpoint(client.download_artifacts(run, "checkpoint/model.pt"))["history"]
 
     resumed, uninterrupted = final_history(run_id), final_history(whole_id)
-    assert [step for step, _ in resumed["batch_losses"]] == list(range(700))
+    assert [step for step, _ in resumed["batch_losses"]] == list(range(300))
     assert resumed["batch_losses"] == uninterrupted["batch_losses"]
 
     def without_speed(evals):

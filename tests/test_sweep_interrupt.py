@@ -93,7 +93,7 @@ def gone(pid: int) -> bool:
 @pytest.mark.parametrize("parent_dies", [False, True], ids=["sigterm-to-the-sweep", "sigkill-to-the-sweep"])
 def test_workers_stop_with_their_sweep_and_the_same_command_finishes(parent_dies, tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 6"))
-    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "3"]
+    command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "2"]
     command += ["--confirm", "0", "--data", str(verdict), "--tracking-uri", store, "--workers", "2"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert wait_until(lambda: len(running_workers(tmp_path)) == 2), "the two workers never trained at once"
@@ -114,6 +114,6 @@ def test_workers_stop_with_their_sweep_and_the_same_command_finishes(parent_dies
         assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
     study = study_at(tmp_path)
-    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
     runs = children_of(client, study.user_attrs[PARENT_RUN_ATTR])
     assert "RUNNING" not in {run.info.status for run in runs}

@@ -18,6 +18,7 @@ from gpt.corpus import DEFAULT_TEXT_FIELD
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 from process_setup import (
+    exit_without_collecting,
     prepare_sweep_process,
     prepare_sweep_worker,
     prepare_training_process,
@@ -420,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    """The ``gpt-runner`` console script."""
+    """The ``gpt-runner`` console script, and ``python runner.py``: a whole process, which ends sooner
+    without the interpreter's last collections (``main`` alone is also called in-process by tests)."""
+    exit_without_collecting()
     sys.exit(main())
 
 

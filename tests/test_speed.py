@@ -123,3 +123,14 @@ def test_device_check_runs_in_its_tiny_form(tmp_path, verdict):
     rows = {int(row[1]): row for row in re.finditer(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+-$", out, re.M)}
     assert set(rows) == {1, 2} and float(rows[1][4]) == 1.0
     assert float(rows[2][4]) == pytest.approx(float(rows[1][2]) / float(rows[2][2]), abs=0.01)  # wall 1 / wall 2
+
+
+def test_a_runner_process_freezes_its_objects_once_every_other_exit_handler_ran():
+    """The interpreter's teardown then skips its collections over them (benchmarks.process_exit)."""
+    code = (
+        "import atexit, gc, sys; "
+        "atexit.register(lambda: print('frozen at the end:', gc.get_freeze_count() > 0)); "
+        "sys.argv = ['runner.py', '--help']; import runner; runner.main_entry()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True).stdout
+    assert "Usage: runner.py" in out and out.rstrip().endswith("frozen at the end: True")

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from benchmarks.train_speed import (
     tokens_per_sec,
 )
 from gpt.device import choose_device
+from gpt.errors import one_line
 from process_setup import prepare_training_process
 from sweeps.space import DEFAULT_SPACE
 
@@ -128,23 +130,32 @@ def print_training_speed(device: str, tiny: bool, steps: int, reference: Path | 
     print(f"\n1. training, {case.name}, batch {case.batch_size}, bf16, {steps} timed steps after one")
     print(f"{'path':<26}{'tokens/s':>12}{'FLOP/s':>11}{'of peak':>9}{'vs nanoGPT':>12}")
 
-    def print_row(label: str, speed: float, reference_speed: float | None = None) -> None:
+    def measure_row(label: str, reference_speed: float | None, measure: Callable[..., float], *args) -> float | None:
+        """One row: tokens/s, FLOP/s, its share of the peak, and the ratio to nanoGPT's. A path that fails
+        (a compile error, out of memory) prints why, and the next path still runs."""
+        try:
+            speed = measure(*args)
+        except Exception as exc:  # one lease: every part that can run should
+            print(f"{label:<26}failed: {one_line(exc)}", flush=True)
+            return None
         achieved = speed * flops_per_token(case.model)
         versus = f"{speed / reference_speed:.2f}x" if reference_speed else ""
         print(f"{label:<26}{speed:>12.0f}{human(achieved):>11}{achieved / peak:>9.0%}{versus:>12}", flush=True)
+        return speed
 
     for compiled in (False, True):
         mode = "compiled" if compiled else "eager"
         reference_speed = None
         if reference is not None:
-            reference_speed = nanogpt_tokens_per_sec(reference, case, torch_device, compiled)
-            print_row(f"nanoGPT, {mode}", reference_speed)
-        speed = project_tokens_per_sec(case, tokens, device, "bf16", compiled)
-        print_row(f"project, {mode}", speed, reference_speed)
+            reference_speed = measure_row(
+                f"nanoGPT, {mode}", None, nanogpt_tokens_per_sec, reference, case, torch_device, compiled
+            )
+        measure_row(f"project, {mode}", reference_speed, project_tokens_per_sec, case, tokens, device, "bf16", compiled)
 
 
-def timed_sweep(case: SweepCase, data: str, device: str, folder: Path) -> SweepTiming:
-    """``runner.py sweep`` as a whole process on fresh stores in ``folder``; its trial runs read back."""
+def timed_sweep(case: SweepCase, data: str, device: str, folder: Path) -> SweepTiming | None:
+    """``runner.py sweep`` as a whole process on fresh stores in ``folder``; its trial runs read back.
+    None, with the sweep's last lines printed, when it fails: the parts after it still run."""
     from mlflow import MlflowClient
 
     folder.mkdir(parents=True)
@@ -156,7 +167,8 @@ def timed_sweep(case: SweepCase, data: str, device: str, folder: Path) -> SweepT
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
     if done.returncode != 0:
-        raise click.ClickException(f"{case.label}: exit {done.returncode}\n{done.stderr[-3000:]}")
+        print(f"{case.label}: failed, exit {done.returncode}:\n{done.stderr[-3000:]}", flush=True)
+        return None
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     trial_runs = client.search_runs([experiment.experiment_id], "metrics.time_total_s >= 0", max_results=1000)
@@ -195,7 +207,9 @@ def print_sweep_times(
             case = SweepCase(
                 f"{part}. sweep --space {space.name} --trials {count}", ("--space", str(space), *shrink), count
             )
-            print_sweep(case, timed_sweep(case, data, device, folder / f"part-{part}"))
+            timing = timed_sweep(case, data, device, folder / f"part-{part}")
+            if timing is not None:
+                print_sweep(case, timing)
 
 
 def print_worker_scaling(
@@ -208,6 +222,8 @@ def print_worker_scaling(
     for workers in worker_counts:
         case = SweepCase(f"{workers} workers", ("--space", str(space), "--confirm", "0"), trials, workers)
         timing = timed_sweep(case, data, device, folder / f"workers-{workers}")
+        if timing is None:
+            continue
         per_minute[workers] = len(timing.runs) / timing.wall_s * 60
         versus = f"{per_minute[workers] / per_minute[1]:.2f}x" if 1 in per_minute else ""
         utilisation = f"{timing.gpu_utilisation:.0f}" if timing.gpu_utilisation is not None else "-"

@@ -22,6 +22,7 @@ from gpt.errors import ConfigError
 MODES = ("quick", "full", "custom")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PARAMETRIZATIONS = ("standard", "mup")  # gpt/parametrization.py says what each scales
 
 
 def _coerce(owner: str, name: str, value: Any, kind: type) -> Any:
@@ -105,6 +106,16 @@ class ModelConfig:
     n_layers: int = setting(12, "Transformer blocks.", minimum=1)
     drop_rate: float = setting(0.1, "Dropout probability, in [0, 1).")
     qkv_bias: bool = setting(False, "Bias terms in the query, key and value projections.")
+    parametrization: str = setting(
+        "standard",
+        "standard: GPT-2's; mup: the best learning rate holds across width and depth, relative to the base shape.",
+        choices=PARAMETRIZATIONS,
+    )
+    # Under mup, the shape whose hyperparameters a run's are (the quick model's): there mup computes what
+    # standard does, and a model k times as wide or deep scales its own by gpt/parametrization.py's table.
+    base_emb_dim: int = setting(64, "Under mup: the width the hyperparameters were tuned at.", minimum=1)
+    base_n_heads: int = setting(4, "Under mup: the head count of that base (its head size).", minimum=1)
+    base_n_layers: int = setting(2, "Under mup: the depth the hyperparameters were tuned at.", minimum=1)
 
     def __post_init__(self) -> None:
         _check_minimums(self)
@@ -113,6 +124,21 @@ class ModelConfig:
             f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})",
         )
         _require(0.0 <= self.drop_rate < 1.0, f"drop_rate must be in [0, 1) (got {self.drop_rate})")
+        _require(
+            self.parametrization in PARAMETRIZATIONS,
+            f"parametrization must be one of {', '.join(PARAMETRIZATIONS)} (got {self.parametrization!r})",
+        )
+        _require(
+            self.base_emb_dim % self.base_n_heads == 0,
+            f"base_emb_dim ({self.base_emb_dim}) must be divisible by base_n_heads ({self.base_n_heads})",
+        )
+
+    @property
+    def parametrization_summary(self) -> str:
+        """``standard``, or ``mup`` with the base shape its hyperparameters are relative to."""
+        if self.parametrization == "standard":
+            return "standard"
+        return f"mup, base width {self.base_emb_dim}, {self.base_n_heads} heads, {self.base_n_layers} layers"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

@@ -176,7 +176,7 @@ def train_step(env: TrainingSetup, inputs: torch.Tensor, targets: torch.Tensor, 
     the gradients over all of them during ``backward``.
     """
     for group in env.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"]  # mup's hidden matrices learn at lr / width multiplier
     env.optimizer.zero_grad(set_to_none=True)
     if env.group is not None:
         inputs, targets = env.group.shard(inputs), env.group.shard(targets)  # (B / world, T) each

@@ -34,8 +34,9 @@ DISTRIBUTION_KEYS = {
 MAX_LISTED_POINTS = 100_000
 SETTINGS = frozenset(TrainingConfig().to_flat_dict())  # what a base may fix
 # Trials compare on the base's validation tokens, so the span is not searched.
+# Nor is the base shape, which says what a mup model's hyperparameters are relative to.
 UNSEARCHABLE = {"start_context", "precision", "compile", "num_workers", "seed", "vocab_size", "eval_tokens",
-                "final_eval_tokens", "eval_block"}  # fmt: skip
+                "final_eval_tokens", "eval_block", "base_emb_dim", "base_n_heads", "base_n_layers"}  # fmt: skip
 SEARCHABLE = SETTINGS - UNSEARCHABLE
 
 

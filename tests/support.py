@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 import runner
+from gpt.training import TrainingCallback
 from sweeps.storage import open_storage
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from tracking.ui import stop_group
@@ -167,3 +168,14 @@ def start_until_checkpointed(command: list[str], folder: Path, store: str) -> tu
     checkpointed = wait_until(lambda: "checkpoint" in client.get_run(run_id).data.tags, every=0.05)
     assert checkpointed, "no periodic checkpoint was written"
     return process, run_id
+
+
+class StopAt(TrainingCallback):
+    """Raises ``error`` at training step ``step``: a Ctrl-C (KeyboardInterrupt) or a crash, on cue."""
+
+    def __init__(self, step: int, error: BaseException) -> None:
+        self.step, self.error = step, error
+
+    def on_batch(self, step: int, loss: float) -> None:
+        if step == self.step:
+            raise self.error

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow import MlflowClient
-from support import REPO, VERDICT, start_until_checkpointed
+from support import REPO, VERDICT, StopAt, start_until_checkpointed
 
 import runner
 from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import PRESETS, read_config_file, resolve_config
 from gpt.environment import prepare_environment
-from gpt.training import TrainingCallback
 from tracking.runs import holder_is_gone, process_tags, tracked_run
 from tracking.single import run_single
 from tracking.store import connect, experiment_id
@@ -139,15 +138,6 @@ def test_unusable_data_files(content, message, capsys, store, tmp_path):
     code, err = _bad(["--data", str(path), "--tracking-uri", store], capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert MlflowClient(store).search_runs(["0"]) == []  # nothing was started for bad data
-
-
-class StopAt(TrainingCallback):
-    def __init__(self, step, error):
-        self.step, self.error = step, error
-
-    def on_batch(self, step, loss):
-        if step == self.step:
-            raise self.error
 
 
 @pytest.mark.parametrize(

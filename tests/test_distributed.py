@@ -20,8 +20,13 @@ TINY = ["--precision", "fp32", "--drop-rate", "0", "--emb-dim", "32", "--n-heads
 RELATIVE_TOLERANCE = 1e-5
 
 
-def single(store: str, verdict, folder, *launcher: str) -> subprocess.CompletedProcess:
+# Twice its base's width, half its depth: DDP must carry mup's multipliers and learning-rate groups too.
+MUP = ["--parametrization", "mup", "--base-emb-dim", "16", "--base-n-heads", "2", "--base-n-layers", "2"]
+
+
+def single(store: str, verdict, folder, *launcher: str, extra: list[str] = ()) -> subprocess.CompletedProcess:
     command = [*launcher, str(REPO / "runner.py"), "single", "--data", str(verdict), "--tracking-uri", store, *TINY]
+    command += extra
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600)
 
 
@@ -34,7 +39,7 @@ def the_run(store: str):
 def test_two_gloo_processes_train_one_run_with_the_losses_of_one_process(verdict, tmp_path):
     two = f"sqlite:///{tmp_path / 'two.db'}"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    result = single(two, verdict, tmp_path, *torchrun)
+    result = single(two, verdict, tmp_path, *torchrun, extra=MUP)
     assert result.returncode == 0, result.stdout + result.stderr
     client, run = the_run(two)  # rank 0 alone made and logged a run
     assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
@@ -44,9 +49,9 @@ def test_two_gloo_processes_train_one_run_with_the_losses_of_one_process(verdict
     assert [step for step, _ in history["batch_losses"]] == list(range(30))
 
     one = f"sqlite:///{tmp_path / 'one.db'}"
-    assert single(one, verdict, tmp_path, sys.executable).returncode == 0
+    assert single(one, verdict, tmp_path, sys.executable, extra=MUP).returncode == 0
     one_client, one_run = the_run(one)
-    assert one_run.data.params["world_size"] == "1"
+    assert one_run.data.params["world_size"] == "1" and one_run.data.params["parametrization"] == "mup"
     expected = load_checkpoint(one_client.download_artifacts(one_run.info.run_id, "checkpoint/model.pt"))["history"]
     assert [loss for _, loss in history["batch_losses"]] == pytest.approx(
         [loss for _, loss in expected["batch_losses"]], rel=RELATIVE_TOLERANCE

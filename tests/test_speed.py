@@ -48,7 +48,10 @@ def test_fast_training_path_gives_the_plain_losses():
     env = prepare_environment(config, device="cpu", tokenizer=ids_only_vocabulary(MODEL), tokens=tokens)
     plain, _ = plain_and_fast()
     load_into(env.model, plain)  # in place: the optimizer keeps the same parameters
-    optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-3, weight_decay=0.1)
+    matrices = [p for p in plain.parameters() if p.dim() >= 2]  # decayed; gains and biases not (nanoGPT's way)
+    vectors = [p for p in plain.parameters() if p.dim() < 2]
+    groups = [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=1e-3)
     plain.train()
     for inputs, targets in list(env.train_loader)[:4]:
         expected = plain_step(plain, optimizer, inputs, targets)

@@ -51,6 +51,7 @@ def describe_environment(env: TrainingSetup) -> str:
             f"  Num layers:      {model.n_layers}",
             f"  Dropout:         {model.drop_rate}",
             f"  QKV bias:        {model.qkv_bias}",
+            f"  Parametrization: {model.parametrization_summary}",
             f"  Total params:    {count_parameters(env.model):,}",
         ]
     )
@@ -84,8 +85,8 @@ def run_description(env: TrainingSetup, mode: str, history: TrainingHistory | No
     model = env.config.model
     lines = [
         f"**Single run**, mode `{mode}`: {count_parameters(env.model):,} parameters ({model.n_layers} layers, "
-        f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}), "
-        f"{training_length(env)} on {processes(env)}{env.device.type} "
+        f"{model.n_heads} heads, embedding {model.emb_dim}, context {model.context_length}; "
+        f"{model.parametrization_summary}), {training_length(env)} on {processes(env)}{env.device.type} "
         f"in {env.precision}.",
         "",
     ]

@@ -125,10 +125,10 @@ def main(widths: str, steps: int, learning_rate: float, seeds: int) -> None:
     for parametrization in PARAMETRIZATIONS:
         table = coordinate_check(parametrization, sizes, steps, learning_rate, seeds)
         print(f"{parametrization}: mean |coordinate| after {steps} steps at lr {learning_rate:g} (change from init)")
-        print("layer".ljust(12) + "".join(f"{w:>20}" for w in sizes) + f"{'growth':>16}")
+        print("layer".ljust(18) + "".join(f"{w:>20}" for w in sizes) + f"{'growth':>16}")
         for name in LAYER_TYPES:
             cells = "".join(f"{table[w][name].size:>9.3g} ({table[w][name].change:>7.3g})" for w in sizes)
-            print(f"{name:<12}{cells}  {growth(table, name, 'size'):>5.2f} ({growth(table, name, 'change'):>5.2f})")
+            print(f"{name:<18}{cells}  {growth(table, name, 'size'):>5.2f} ({growth(table, name, 'change'):>5.2f})")
         print()
 
 

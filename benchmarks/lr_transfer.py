@@ -114,7 +114,7 @@ def draw(results: dict[str, float], rates: list[float], widths: list[int], depth
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey="row")
     for column, parametrization in enumerate(PARAMETRIZATIONS):
         for row, (axis, shapes) in enumerate(
             (("width", [(w, BASE_DEPTH) for w in widths]), ("depth", [(BASE_WIDTH, d) for d in depths]))

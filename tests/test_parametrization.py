@@ -3,13 +3,17 @@ the multipliers of a wider and deeper model, and configs that keep their base sh
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import subprocess
+import sys
 
 import mlflow.pytorch
 import pytest
 import torch
 from mlflow import MlflowClient
-from support import StopAt, sweep, write_space
+from support import REPO, StopAt, sweep, write_space
 
 import runner
 from benchmarks.coord_check import LAYER_TYPES, coordinate_check, growth
@@ -195,3 +199,22 @@ seed: 3
     assert (params["emb_dim"], params["n_layers"], params["parametrization"]) == ("64", "2", "mup")
     assert (params["base_emb_dim"], params["base_n_heads"], params["base_n_layers"]) == ("16", "2", "1")
     assert float(params["learning_rate"]) == best_rate  # the rate the sweep found, in the base shape's sense
+
+
+@pytest.mark.slow
+def test_the_learning_rate_transfer_benchmark_runs_in_its_tiny_form(tmp_path, verdict):
+    """The numbers come from its full form (docs/performance.md); here, that every part of it still runs."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "benchmarks.lr_transfer", "--data", str(verdict), "--widths", "64,128",
+               "--depths", "2,3", "--lrs", "0.002,0.004", "--max-tokens", "1024", "--eval-tokens", "256",
+               "--jobs", "2", "--results", str(tmp_path / "points.json"), "--figure", str(tmp_path / "lr.png"),
+               "--tracking-uri", store]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((tmp_path / "points.json").read_text())) == 2 * 3 * 2  # (2 widths + 1 depth) x 2 rates
+    for parametrization in ("standard", "mup"):
+        assert re.search(rf"^{parametrization}: final_val_loss by learning rate$", result.stdout, re.MULTILINE)
+        assert re.search(r"^width 128 at width 64's best lr [\d.]+: [\d.]+, \+[\d.]+ nats", result.stdout, re.M)
+    assert (tmp_path / "lr.png").stat().st_size > 10_000
+    (run,) = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("lr-transfer").experiment_id])
+    assert {a.path for a in MlflowClient(store).list_artifacts(run.info.run_id)} == {"lr.png", "lr_transfer.txt"}

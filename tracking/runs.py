@@ -68,7 +68,7 @@ def holder_is_gone(run: Run) -> bool | None:
 
 def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:
     """The run's description in MLflow's UI (the ``mlflow.note.content`` tag), in markdown."""
-    client.set_tag(run_id, "mlflow.note.content", markdown)
+    set_tags(client, run_id, {"mlflow.note.content": markdown})
 
 
 def create_run(client: MlflowClient, experiment: str, run_name: str | None, tags: dict[str, str]) -> str:
@@ -160,4 +160,11 @@ def log_metrics(client: MlflowClient, run_id: str, step: int, values: dict[str, 
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    """Set ``tags`` on a run that other processes may be tagging too (two sweep commands share a parent).
+
+    Through ``log_batch``, not ``set_tag``: MLflow's SQL store writes a tag the run does not have yet by
+    looking for it, then inserting it, and when two processes do that at once the second insert breaks the
+    unique key; ``log_batch`` retries that as an update, ``set_tag`` fails ("UNIQUE constraint failed:
+    tags.key, tags.run_uuid", seen in CI with the parent's description).
+    """
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -1,6 +1,7 @@
 """Does a preset still reach the reference losses in a given precision? Training only, no tracking.
 
     python -m benchmarks.full_mode --mode full --precision bf16 --data ../shared/data/the-verdict.txt
+    python -m benchmarks.full_mode --mode full --set parametrization=mup --set learning_rate=2e-3
 
 The reference for ``full`` (GPT-2 124M, ten epochs over The Verdict): final training
 loss below 1 and validation loss below 7. Runs where MLflow is not installed (a GPU box).
@@ -11,10 +12,12 @@ from __future__ import annotations
 import time
 
 import click
+import yaml
 
 from benchmarks.options import data_option
 from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
+from gpt.errors import ConfigError
 from gpt.training import train
 from process_setup import prepare_training_process
 
@@ -23,10 +26,21 @@ from process_setup import prepare_training_process
 @click.option("--mode", type=click.Choice(MODES), default="full", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting over the preset's, e.g. learning_rate=1e-3.",
+)
 @data_option
-def main(mode: str, precision: str, device: str, data: str) -> None:
+def main(mode: str, precision: str, device: str, settings: tuple[str, ...], data: str) -> None:
     prepare_training_process()
-    config = resolve_config(mode, None, {"precision": precision})
+    overrides = {key: yaml.safe_load(value) for key, _, value in (s.partition("=") for s in settings)}
+    try:
+        config = resolve_config(mode, None, {"precision": precision, **overrides})
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
     started = time.perf_counter()
     env = prepare_environment(config, data, device)
     history = train(env, progress_bar=False)

@@ -18,11 +18,12 @@ import click
 import torch
 from torch import nn
 
+from benchmarks.options import positive_numbers
 from gpt.config import PARAMETRIZATIONS, ModelConfig
 from gpt.model import GPTModel
 
 LAYER_TYPES = ("embeddings", "attention scores", "attention", "mlp", "residual", "logits")
-VOCAB, CONTEXT, BATCH = 512, 32, 8
+VOCAB, CONTEXT, BATCH, HEADS = 512, 32, 8, 4
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def check_width(
 ) -> dict[str, Coordinates]:
     """Train one model of ``width`` for ``steps`` AdamW steps on a fixed batch; measure each layer type."""
     config = ModelConfig(
-        vocab_size=VOCAB, context_length=CONTEXT, emb_dim=width, n_heads=4, n_layers=2, drop_rate=0.0,
-        parametrization=parametrization, base_emb_dim=64, base_n_heads=4, base_n_layers=2,
+        vocab_size=VOCAB, context_length=CONTEXT, emb_dim=width, n_heads=HEADS, n_layers=2, drop_rate=0.0,
+        parametrization=parametrization, base_emb_dim=64, base_n_heads=HEADS, base_n_layers=2,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = GPTModel(config)
@@ -116,18 +117,23 @@ def growth(table: dict[int, dict[str, Coordinates]], name: str, what: str) -> fl
 
 
 @click.command()
-@click.option("--widths", default="64,128,256,512", show_default=True, help="Comma-separated widths.")
+@click.option(
+    "--widths",
+    default="64,128,256,512",
+    show_default=True,
+    callback=positive_numbers(int, HEADS),
+    help="Widths, 4 heads each.",
+)
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-2, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True)
-def main(widths: str, steps: int, learning_rate: float, seeds: int) -> None:
-    sizes = [int(w) for w in widths.split(",")]
+def main(widths: list[int], steps: int, learning_rate: float, seeds: int) -> None:
     for parametrization in PARAMETRIZATIONS:
-        table = coordinate_check(parametrization, sizes, steps, learning_rate, seeds)
+        table = coordinate_check(parametrization, widths, steps, learning_rate, seeds)
         print(f"{parametrization}: mean |coordinate| after {steps} steps at lr {learning_rate:g} (change from init)")
-        print("layer".ljust(18) + "".join(f"{w:>20}" for w in sizes) + f"{'growth':>16}")
+        print("layer".ljust(18) + "".join(f"{w:>20}" for w in widths) + f"{'growth':>16}")
         for name in LAYER_TYPES:
-            cells = "".join(f"{table[w][name].size:>9.3g} ({table[w][name].change:>7.3g})" for w in sizes)
+            cells = "".join(f"{table[w][name].size:>9.3g} ({table[w][name].change:>7.3g})" for w in widths)
             print(f"{name:<18}{cells}  {growth(table, name, 'size'):>5.2f} ({growth(table, name, 'change'):>5.2f})")
         print()
 

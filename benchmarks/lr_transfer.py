@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,8 +25,11 @@ from pathlib import Path
 
 import click
 
-from benchmarks.options import data_option
-from gpt.config import PARAMETRIZATIONS, resolve_config
+from benchmarks.options import data_option, positive_numbers, val_data_option
+from gpt.atomic import atomic_path
+from gpt.config import PARAMETRIZATIONS, PRECISIONS, resolve_config
+from gpt.errors import UserError
+from process_setup import prepare_sweep_process
 
 BASE_WIDTH, BASE_DEPTH, HEADS = 64, 2, 4
 
@@ -109,10 +111,7 @@ def report(results: dict[str, float], rates: list[float], widths: list[int], dep
 
 def draw(results: dict[str, float], rates: list[float], widths: list[int], depths: list[int], path: Path) -> Path:
     """Loss against learning rate, one curve per width (top) and depth (bottom); standard left, mup right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # on Agg: prepare_sweep_process
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey="row")
     for column, parametrization in enumerate(PARAMETRIZATIONS):
@@ -141,10 +140,9 @@ def draw(results: dict[str, float], rates: list[float], widths: list[int], depth
     return path
 
 
-def log_to_mlflow(tracking_uri: str | None, settings: dict, lines: list[str], figure: Path) -> str:
-    from tracking.store import connect, experiment_id
+def log_to_mlflow(client, settings: dict, lines: list[str], figure: Path) -> str:
+    from tracking.store import experiment_id
 
-    client = connect(tracking_uri)
     run_id = client.create_run(experiment_id(client, "lr-transfer"), run_name="lr-transfer").info.run_id
     for key, value in settings.items():
         client.log_param(run_id, key, value)
@@ -154,19 +152,27 @@ def log_to_mlflow(tracking_uri: str | None, settings: dict, lines: list[str], fi
     return run_id
 
 
-def numbers(text: str, kind: type) -> list:
-    return [kind(v) for v in text.split(",") if v]
+def read_results(path: Path | None) -> dict[str, float]:
+    """The points a cut-off run finished (``--results``), or none."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--results") from None
 
 
 @click.command()
 @data_option
-@click.option("--val-data", default=None, help="Validation text [default: the last ~10% of --data].")
-@click.option("--widths", default="64,128,256,512", show_default=True)
-@click.option("--depths", default="2,4,8", show_default=True)
-@click.option("--lrs", default="0.0005,0.001,0.002,0.004,0.008,0.016,0.032", show_default=True)
+@val_data_option
+@click.option("--widths", default="64,128,256,512", show_default=True, callback=positive_numbers(int, HEADS))
+@click.option("--depths", default="2,4,8", show_default=True, callback=positive_numbers(int))
+@click.option(
+    "--lrs", default="0.0005,0.001,0.002,0.004,0.008,0.016,0.032", show_default=True, callback=positive_numbers(float)
+)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=65536, show_default=True)
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=16384, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Points trained at once.")
 @click.option("--results", type=click.Path(path_type=Path), default=None, help="JSON file of finished points.")
 @click.option("--figure", type=click.Path(path_type=Path), default=Path("lr_transfer.png"), show_default=True)
@@ -174,16 +180,24 @@ def numbers(text: str, kind: type) -> list:
 @click.option("--tracking-uri", default=None)
 def main(data, val_data, widths, depths, lrs, max_tokens, eval_tokens, precision, jobs, results, figure, tracking,
          tracking_uri) -> None:  # fmt: skip
-    widths, depths, rates = numbers(widths, int), numbers(depths, int), sorted(numbers(lrs, float))
+    prepare_sweep_process()  # the training switches, quiet MLflow, plots to files; inherited by the workers
+    rates = sorted(lrs)
     if BASE_WIDTH not in widths or BASE_DEPTH not in depths:
         raise click.BadParameter(f"the base shape (width {BASE_WIDTH}, depth {BASE_DEPTH}) must be measured")
-    done: dict[str, float] = json.loads(results.read_text()) if results and results.exists() else {}
+    done = read_results(results)
+    client = None
+    if tracking:  # an unreachable store is one line now, not after the last point
+        from tracking.store import connect
+
+        try:
+            client = connect(tracking_uri)
+        except UserError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tracking-uri") from None
     points = [Point(p, w, BASE_DEPTH, r) for p in PARAMETRIZATIONS for w in widths for r in rates]
     points += [Point(p, BASE_WIDTH, d, r) for p in PARAMETRIZATIONS for d in depths if d != BASE_DEPTH for r in rates]
     todo = [p for p in points if p.key not in done]
     started = time.perf_counter()
     print(f"{len(points)} points, {len(points) - len(todo)} already measured; {jobs} at a time", flush=True)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ProcessPoolExecutor(jobs) as pool:
         futures = {
             pool.submit(train_point, p, data, val_data, max_tokens, eval_tokens, precision): p
@@ -194,15 +208,16 @@ def main(data, val_data, widths, depths, lrs, max_tokens, eval_tokens, precision
             done[point.key] = future.result()
             print(f"{point.key}: {done[point.key]:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
             if results:
-                results.write_text(json.dumps(done, indent=1))
+                with atomic_path(results) as tmp:  # a run cut off mid-write keeps the points before
+                    tmp.write_text(json.dumps(done, indent=1))
     lines = report(done, rates, widths, depths)
     print("\n".join(lines))
     draw(done, rates, widths, depths, figure)
     print(f"figure: {figure}")
-    if tracking:
+    if client is not None:
         settings = {"data": data, "val_data": val_data, "widths": widths, "depths": depths, "learning_rates": rates,
                     "max_tokens": max_tokens, "final_eval_tokens": eval_tokens, "precision": precision}  # fmt: skip
-        print(f"MLflow run: {log_to_mlflow(tracking_uri, settings, lines, figure)}")
+        print(f"MLflow run: {log_to_mlflow(client, settings, lines, figure)}")
 
 
 if __name__ == "__main__":

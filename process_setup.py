@@ -1,5 +1,6 @@
-"""Process-wide set-up, in one place: log levels, MLflow's and Optuna's chatter, the allocator, TF32,
-matplotlib's backend, a sweep worker's GPU, threads and process group, and how a process ends.
+"""Process-wide set-up, in one place: log levels and where the packages' logs go, MLflow's and Optuna's
+chatter, the allocator, TF32, matplotlib's backend, a sweep worker's GPU, threads and process group, and
+how a process ends.
 
 The packages (``gpt``, ``tracking``, ``sweeps``) never change anything process-wide; the entry points do,
 by calling these: ``runner.py``, each spawned sweep worker (``prepare_sweep_worker``) and the benchmarks.
@@ -27,6 +28,34 @@ QUIET_MLFLOW_ENV = {
     # A bar per downloaded checkpoint is noise above the line that matters.
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
+
+
+PACKAGE_LOGGERS = ("gpt", "tracking", "sweeps")
+
+
+class ConsoleLines(logging.Handler):
+    """Each record as its bare message: information to stdout, warnings and errors to stderr, written
+    around a progress bar and flushed at once (a pipe reader waits for whole lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        try:
+            tqdm.write(self.format(record), file=stream)
+            stream.flush()
+        except Exception:  # a closed stream: logging's own report, never the caller's crash
+            self.handleError(record)
+
+
+def show_package_logs(level: int = logging.INFO) -> None:
+    """What ``gpt``, ``tracking`` and ``sweeps`` log, on the terminal: the console a person sees. The
+    packages only log; this entry-point choice (``runner.py``, each sweep worker) makes it visible."""
+    for name in PACKAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(handler, ConsoleLines) for handler in logger.handlers):
+            logger.addHandler(ConsoleLines())
 
 
 def quiet_mlflow() -> None:
@@ -84,7 +113,8 @@ def exit_without_collecting() -> None:
 
 
 def prepare_training_process() -> None:
-    """The switches the fast training path relies on: the allocator and TF32."""
+    """The switches the fast training path relies on (the allocator, TF32), and the packages' logs shown."""
+    show_package_logs()
     if keep_freed_memory():
         log.info("glibc keeps freed memory for reuse (mallopt)")
     else:

@@ -8,13 +8,14 @@ SIGTERM handlers.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from gpt.config import DEVICES, MODES, STRATEGIES, flag_settings, read_config_file, resolve_config
-from gpt.corpus import DEFAULT_TEXT_FIELD
+from gpt.config import DEVICES, MODES, STRATEGIES, ModelConfig, TrainingConfig, read_config_file, resolve_config
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 from process_setup import (
@@ -24,94 +25,65 @@ from process_setup import (
     prepare_training_process,
     quiet_mlflow,
     quiet_optuna,
+    show_package_logs,
 )
-from sweeps import (
-    DEFAULT_CONFIRM,
-    DEFAULT_CONFIRM_SEEDS,
-    DEFAULT_HEARTBEAT_S,
-    DEFAULT_KEEP_CHECKPOINTS,
-    DEFAULT_STORAGE_RETRY_S,
-    DEFAULT_TRIALS,
-    GRACE_BEATS,
-    PRUNERS,
-    SAMPLERS,
-)
+from sweeps.settings import SweepSettings
+from tracking.run_options import RunOptions
 
-TRACKING_URI_OPTION = click.option(
-    "--tracking-uri", default=None, help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]."
-)
 STORAGE_OPTION = click.option(
     "--storage",
     default=None,
     envvar="GPT_RUNNER_STORAGE",  # keeps a database password out of `ps` and shell history
     help="Optuna RDB URL or journal file [default: $GPT_RUNNER_STORAGE, else optuna-journal.log beside mlflow.db].",
 )
-
-RUN_OPTIONS = [
-    click.option(
-        "--data",
-        multiple=True,
-        help="Training corpus: a text file, a folder of them, a glob, a .jsonl/.json file of records or an "
-        "http(s) URL; repeat it for several [default: The Verdict].",
-    ),
-    click.option(
-        "--val-data",
-        multiple=True,
-        help="Validation corpus of its own, in the same forms [default: the last ~10% of --data, "
-        "whole documents when it has several].",
-    ),
-    click.option(
-        "--text-field",
-        default=DEFAULT_TEXT_FIELD,
-        show_default=True,
-        help="The field of each JSON record that holds its document.",
-    ),
-    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-    click.option(
-        "--log-every",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="Log the batch loss every N steps.",
-    ),
-    click.option(
-        "--system-metrics/--no-system-metrics",
-        default=True,
-        show_default=True,
-        help="Log CPU, memory and GPU use as system/* metrics of each run.",
-    ),
-    click.option("--experiment", default=None, help="MLflow experiment [default: gpt-from-scratch]."),
-    TRACKING_URI_OPTION,
-]
+SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def config_option(name: str, kind: type, setting: dict):
-    """The flag of one ``TrainingConfig``/``ModelConfig`` setting: its name, type, range and help come
-    from the field's ``setting``; it defaults to None, so the preset and the config file keep theirs."""
-    flag = "--" + name.replace("_", "-")
-    if kind is bool:
-        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=setting["help"])
-    if setting["choices"]:
-        kind = click.Choice(setting["choices"])
-    elif kind is int:
-        kind = click.IntRange(min=setting["minimum"])
-    elif kind is float and setting["minimum"] is not None:
-        kind = click.FloatRange(min=setting["minimum"])
-    return click.option(flag, name, type=kind, default=None, help=setting["help"])
+def setting_option(f: dataclasses.Field, with_default: bool = True):
+    """The flag of one declared ``setting`` (``gpt.config.setting``): its name, type, range, choices and
+    help come from the field. ``with_default=False`` makes it default to None, so that a preset and a
+    config file keep their own values unless the flag is given."""
+    meta = f.metadata
+    flag = meta["flag"] if isinstance(meta["flag"], str) else "--" + f.name.replace("_", "-")
+    default = f.default if with_default else None
+    shown = {"default": default, "show_default": default is not None, "help": meta["help"]}
+    type_name = f.type.removesuffix(" | None")
+    if type_name == "bool":
+        return click.option(f"{flag}/--no-{flag[2:]}", f.name, **shown)
+    if type_name.startswith("tuple["):  # a repeatable flag
+        return click.option(flag, f.name, multiple=True, help=meta["help"])
+    kind: Any = SCALARS[type_name]
+    if meta["choices"]:
+        kind = click.Choice(meta["choices"])
+    elif kind is int and meta["minimum"] is not None:
+        kind = click.IntRange(min=meta["minimum"])
+    elif kind is float and meta["minimum"] is not None:
+        kind = click.FloatRange(min=meta["minimum"])
+    return click.option(flag, f.name, type=kind, **shown)
 
 
-def config_options(command):
-    """A flag for each training and model setting, in the order the dataclasses declare them."""
-    for name, kind, setting in reversed(flag_settings()):
-        command = config_option(name, kind, setting)(command)
-    return command
+def flag_fields(*classes: type) -> list[dataclasses.Field]:
+    """The fields of ``classes`` that are flags, in the order they are declared."""
+    return [f for cls in classes for f in dataclasses.fields(cls) if f.metadata.get("flag")]
 
 
-def run_options(command):
-    """The options ``single`` and ``sweep`` share: data, device and tracking."""
-    for option in reversed(RUN_OPTIONS):
-        command = option(command)
-    return command
+def setting_options(*classes: type, with_default: bool = True):
+    """A flag for each declared setting of ``classes``."""
+
+    def decorate(command):
+        for f in reversed(flag_fields(*classes)):
+            command = setting_option(f, with_default)(command)
+        return command
+
+    return decorate
+
+
+def taken(cls: type, values: dict[str, Any]) -> Any:
+    """``cls`` built from the values of its flags, which leave ``values``; checked by its ``__post_init__``."""
+    return cls(**{f.name: values.pop(f.name) for f in flag_fields(cls)})
+
+
+TRACKING_URI_OPTION = setting_option(next(f for f in dataclasses.fields(RunOptions) if f.name == "tracking_uri"))
 
 
 @click.group()
@@ -124,7 +96,7 @@ def cli() -> None:
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="YAML or JSON settings (custom_params shape)."
 )
-@config_options
+@setting_options(TrainingConfig, ModelConfig, with_default=False)
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("."), help="Where the loss plot goes.")
 @click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue a stopped run from its last checkpoint.")
@@ -133,37 +105,23 @@ def cli() -> None:
     is_flag=True,
     help="With --resume: take over a run left RUNNING on another machine whose process is gone.",
 )
-@run_options
-def single(
-    mode,
-    config_file,
-    data,
-    val_data,
-    text_field,
-    device,
-    log_every,
-    system_metrics,
-    experiment,
-    tracking_uri,
-    run_name,
-    output_dir,
-    resume_run,
-    force,
-    **flags,
-) -> None:
+@setting_options(RunOptions)
+def single(mode, config_file, run_name, output_dir, resume_run, force, **values) -> None:
     """Train one GPT-2-style model from scratch as one MLflow run."""
     from gpt.device import choose_device
     from gpt.distributed import join_torchrun_group, leave_group
+    from gpt.training import ConsoleReporter
     from tracking.single import resume_single, run_single
-    from tracking.store import DEFAULT_EXPERIMENT
 
     prepare_training_process()
+    options = taken(RunOptions, values)
+    flags = {name: value for name, value in values.items() if value is not None}
     if resume_run:
-        given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+        given = [f"--{name.replace('_', '-')}" for name in flags]
         given += [
             name
-            for name, value in (("--config", config_file), ("--data", data), ("--val-data", val_data),
-                                ("--run-name", run_name))
+            for name, value in (("--config", config_file), ("--data", options.data),
+                                ("--val-data", options.val_data), ("--run-name", run_name))
             if value
         ]  # fmt: skip
         if given:
@@ -171,29 +129,13 @@ def single(
     elif force:
         raise click.UsageError("--force goes with --resume RUN_ID")
     else:
-        file_values = read_config_file(config_file) if config_file else None
-        overrides = {name: value for name, value in flags.items() if value is not None}
-        config = resolve_config(mode, file_values, overrides)
-    group = join_torchrun_group(choose_device(device)[0])  # None unless started by torchrun
+        config = resolve_config(mode, read_config_file(config_file) if config_file else None, flags)
+    group = join_torchrun_group(choose_device(options.device)[0])  # None unless started by torchrun
     try:
         if resume_run:
-            resume_single(resume_run, device, log_every, tracking_uri, output_dir, system_metrics, force, group)
-            return
-        run_single(
-            config,
-            mode,
-            data or None,
-            device,
-            log_every,
-            experiment or DEFAULT_EXPERIMENT,
-            tracking_uri,
-            run_name,
-            output_dir,
-            system_metrics=system_metrics,
-            group=group,
-            val_data=val_data or None,
-            text_field=text_field,
-        )
+            resume_single(resume_run, options, output_dir, [ConsoleReporter()], force, group)
+        else:
+            run_single(config, mode, options, run_name, output_dir, [ConsoleReporter()], group)
     finally:
         leave_group()
 
@@ -206,127 +148,28 @@ def single(
     default=None,
     help="Search space YAML [default: sweeps/default.yaml].",
 )
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=DEFAULT_TRIALS,
-    show_default=True,
-    help="Finished trials the study should hold.",
-)
 @click.option("--study", default=None, help="Optuna study name [default: sweep-<space file name>].")
 @STORAGE_OPTION
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes sharing the study; they split the cores.",
-)
-@click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Overrides the space file's.")
-@click.option("--pruner", type=click.Choice(PRUNERS), default=None, help="Overrides the space file's.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Stop starting trials after this many seconds.",
-)
-@click.option("--seed", type=int, default=None, help="Sampler seed; overrides the space file's.")
-@click.option(
-    "--keep-checkpoints",
-    type=click.IntRange(min=0),
-    default=DEFAULT_KEEP_CHECKPOINTS,
-    show_default=True,
-    help="Keep checkpoints of the best K trials (until confirmations end, of the --confirm best too).",
-)
-@click.option(
-    "--heartbeat",
-    type=click.IntRange(min=1),
-    default=DEFAULT_HEARTBEAT_S,
-    show_default=True,
-    help=f"Seconds between a worker's heartbeats; a trial silent for {GRACE_BEATS} beats is failed and retried.",
-)
-@click.option(
-    "--storage-retry-s",
-    type=click.IntRange(min=0),
-    default=DEFAULT_STORAGE_RETRY_S,
-    show_default=True,
-    help="Seconds to wait for a database storage that stops answering mid-sweep (a restart, a failover) "
-    "before stopping with one line; the same command then resumes.",
-)
-@click.option(
-    "--confirm",
-    type=click.IntRange(min=0),
-    default=DEFAULT_CONFIRM,
-    show_default=True,
-    help="After the search, train the K best configurations again with other seeds (0: off); "
-    "best, its export and the registered model then go by the mean.",
-)
-@click.option(
-    "--confirm-seeds",
-    type=click.IntRange(min=1),
-    default=DEFAULT_CONFIRM_SEEDS,
-    show_default=True,
-    help="Other seeds per confirmed configuration.",
-)
+@setting_options(SweepSettings)
 @click.option("--dry-run", is_flag=True, help="Print the resolved space and base config, then exit.")
-@run_options
-def sweep(
-    space_file,
-    trials,
-    study,
-    storage,
-    workers,
-    sampler,
-    pruner,
-    timeout,
-    seed,
-    keep_checkpoints,
-    data,
-    val_data,
-    text_field,
-    device,
-    log_every,
-    heartbeat,
-    storage_retry_s,
-    confirm,
-    confirm_seeds,
-    dry_run,
-    system_metrics,
-    experiment,
-    tracking_uri,
-) -> None:
+@setting_options(RunOptions)
+def sweep(space_file, study, storage, dry_run, **values) -> None:
     """Search hyperparameters with Optuna; each trial is an MLflow child run of the study's parent run."""
-    from sweeps.settings import SweepSettings, default_study_name
+    from sweeps.settings import default_study_name
     from sweeps.space import DEFAULT_SPACE
     from sweeps.storage import default_storage
     from sweeps.sweep import run_sweep
-    from tracking.store import DEFAULT_EXPERIMENT, resolve_tracking_uri
+    from tracking.store import resolve_tracking_uri
 
     space_file = space_file or DEFAULT_SPACE
-    tracking_uri = resolve_tracking_uri(tracking_uri)
+    options = taken(RunOptions, values)
+    options = dataclasses.replace(options, tracking_uri=resolve_tracking_uri(options.tracking_uri))
     settings = SweepSettings(
         space_path=space_file,
-        sampler=sampler,
-        pruner=pruner,
-        seed=seed,
         study_name=study or default_study_name(space_file),
-        storage=storage or default_storage(tracking_uri),
-        tracking_uri=tracking_uri,
-        experiment=experiment or DEFAULT_EXPERIMENT,
-        data=data or None,
-        val_data=val_data or None,
-        text_field=text_field,
-        device=device,
-        trials=trials,
-        timeout=timeout,
-        keep_checkpoints=keep_checkpoints,
-        log_every=log_every,
-        workers=workers,
-        heartbeat_s=heartbeat,
-        storage_retry_s=storage_retry_s,
-        system_metrics=system_metrics,
-        confirm=confirm,
-        confirm_seeds=confirm_seeds,
+        storage=storage or default_storage(options.tracking_uri),
+        run=options,
+        **values,
     )
     prepare_sweep_process()
     run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run)
@@ -398,6 +241,7 @@ def generate(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130 and SIGTERM with 143."""
     quiet_mlflow()
+    show_package_logs()
     with stop_signals_remembered():
         try:
             cli.main(args=argv, prog_name="runner.py", standalone_mode=False)

@@ -18,7 +18,7 @@ from benchmarks.options import data_option
 from gpt.config import DEVICES, MODES, PRECISIONS, resolve_config
 from gpt.environment import prepare_environment
 from gpt.errors import ConfigError
-from gpt.training import train
+from gpt.training import ConsoleReporter, train
 from process_setup import prepare_training_process
 
 
@@ -33,8 +33,9 @@ from process_setup import prepare_training_process
     metavar="KEY=VALUE",
     help="A setting over the preset's, e.g. learning_rate=1e-3.",
 )
+@click.option("--curve", is_flag=True, help="Print every evaluation's losses, not only the last.")
 @data_option
-def main(mode: str, precision: str, device: str, settings: tuple[str, ...], data: str) -> None:
+def main(mode: str, precision: str, device: str, settings: tuple[str, ...], curve: bool, data: str) -> None:
     prepare_training_process()
     overrides = {key: yaml.safe_load(value) for key, _, value in (s.partition("=") for s in settings)}
     try:
@@ -43,7 +44,7 @@ def main(mode: str, precision: str, device: str, settings: tuple[str, ...], data
         raise click.BadParameter(str(exc), param_hint="--set") from None
     started = time.perf_counter()
     env = prepare_environment(config, data, device)
-    history = train(env, progress_bar=False)
+    history = train(env, callbacks=[ConsoleReporter()] if curve else (), progress_bar=False)
     last, best = history.evals[-1], history.best_eval
     print(
         f"{mode} on {env.device} in {env.precision}: {time.perf_counter() - started:.1f} s, "

@@ -43,7 +43,7 @@ def main(trials: int, space: Path, data: str, device: str, workers: int) -> None
         prepare_sweep_process()
         result = run_sweep(settings, worker_setup=prepare_sweep_worker)
         wall = time.perf_counter() - started
-        client = MlflowClient(settings.tracking_uri)
+        client = MlflowClient(settings.run.tracking_uri)
         rows = []
         for trial in result.study.get_trials():
             run_id = trial.user_attrs.get(RUN_ID_ATTR)

@@ -74,25 +74,31 @@ def setting(
     help: str = "",
     *,
     minimum: float | None = None,
-    flag: bool = True,
+    flag: bool | str = True,
     choices: tuple[str, ...] | None = None,
 ) -> Any:
     """A config field with what the command line and the checks need to know of it.
 
-    ``help`` is its flag's help text; ``minimum`` the smallest value it takes (checked here, and the flag's
-    range); ``flag=False`` keeps it off the command line (set by the code, or following another value);
+    ``help`` is its flag's help text; ``minimum`` the smallest value it takes (checked by
+    ``check_settings``, and the flag's range); ``flag=False`` keeps it off the command line (set by the
+    code, or following another value), a text names the flag when it is not the field's name;
     ``choices`` the values a text setting takes. A new setting is one such field.
     """
     metadata = {"help": help, "minimum": minimum, "flag": flag, "choices": choices}
     return field(default=default, metadata=metadata)
 
 
-def _check_minimums(config: Any) -> None:
+def check_settings(config: Any) -> None:
+    """Each ``setting`` of a dataclass within its ``minimum`` and ``choices``; None means "not set"."""
     for f in fields(config):
-        minimum = f.metadata.get("minimum")
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        minimum, choices = f.metadata.get("minimum"), f.metadata.get("choices")
         if minimum is not None:
-            value = getattr(config, f.name)
             _require(value >= minimum, f"{f.name} must be >= {minimum} (got {value})")
+        if choices:
+            _require(value in choices, f"{f.name} must be one of {', '.join(choices)} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -118,16 +124,12 @@ class ModelConfig:
     base_n_layers: int = setting(2, "Under mup: the depth the hyperparameters were tuned at.", minimum=1)
 
     def __post_init__(self) -> None:
-        _check_minimums(self)
+        check_settings(self)
         _require(
             self.emb_dim % self.n_heads == 0,
             f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})",
         )
         _require(0.0 <= self.drop_rate < 1.0, f"drop_rate must be in [0, 1) (got {self.drop_rate})")
-        _require(
-            self.parametrization in PARAMETRIZATIONS,
-            f"parametrization must be one of {', '.join(PARAMETRIZATIONS)} (got {self.parametrization!r})",
-        )
         _require(
             self.base_emb_dim % self.base_n_heads == 0,
             f"base_emb_dim ({self.base_emb_dim}) must be divisible by base_n_heads ({self.base_n_heads})",
@@ -174,7 +176,7 @@ class TrainingConfig:
     weight_decay: float = setting(0.05, "AdamW's weight decay.", minimum=0)
     eval_freq: int = setting(25, "Evaluate every N steps.", minimum=1)
     # Validation targets each evaluation during training reads: a fixed subset (one block), enough for the
-    # pruner; benchmarks.sweep_overhead: evaluation 20% of a default-space trial at 1,024, 14% at 256.
+    # pruner at a fraction of a trial's time (docs/performance.md, "Where a trial's time goes").
     eval_tokens: int = setting(256, "Validation tokens each evaluation during training reads.", minimum=1)
     final_eval_tokens: int = setting(
         65536, "Validation tokens the run's final_val_loss is measured on, at its end.", minimum=1
@@ -213,14 +215,11 @@ class TrainingConfig:
     model: ModelConfig = field(default_factory=lambda: CUSTOM_MODEL)  # its settings are flags of their own
 
     def __post_init__(self) -> None:
-        _check_minimums(self)
+        check_settings(self)
         _require(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")
         _require(
             0 <= self.min_learning_rate <= self.learning_rate,
             f"min_learning_rate must be in [0, learning_rate={self.learning_rate}] (got {self.min_learning_rate})",
-        )
-        _require(
-            self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
         )
         _require(
             self.final_eval_tokens >= self.eval_tokens,
@@ -363,15 +362,3 @@ def write_config_file(config: TrainingConfig, path: str | Path) -> Path:
 
 
 STRATEGIES = ("greedy", "top-k", "top-p")
-
-
-def flag_settings() -> list[tuple[str, type, dict[str, Any]]]:
-    """Each setting that is a command-line flag: its name, type and ``setting`` metadata, training
-    settings first, then the model's, in the order they are declared."""
-    scalar = {"int": int, "float": float, "str": str, "bool": bool}
-    return [
-        (f.name, scalar[f.type], dict(f.metadata))
-        for cls in (TrainingConfig, ModelConfig)
-        for f in fields(cls)
-        if f.metadata.get("flag", False)
-    ]

@@ -23,7 +23,7 @@ from gpt.errors import DataError
 VERDICT_URL = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt"
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 DOWNLOAD_TIMEOUT_S = 30
-READ_BYTES = 8 << 20  # bytes hashed per read
+READ_BYTES = 8 << 20  # bytes read at once: hashed here, read and encoded per block in gpt.data
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst")
 RECORD_SUFFIXES = (".jsonl", ".json")
 DEFAULT_TEXT_FIELD = "text"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from tqdm import tqdm
 
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
-from gpt.corpus import Corpus, TextSource, default_cache_dir, is_record_file, records_of
+from gpt.corpus import READ_BYTES, Corpus, TextSource, default_cache_dir, is_record_file, records_of
 from gpt.errors import DataError
 
+log = logging.getLogger(__name__)
+
 TRAIN_FRACTION = 0.9
-READ_BYTES = 8 << 20  # text read and encoded per block (corpus.READ_BYTES hashes in blocks of its own)
 PIECE_CHARS = 1 << 20  # characters per tiktoken call; a block is encoded as several on all cores
 RECORDS_PER_BATCH = 1024  # JSON records encoded at once on all cores
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator
@@ -225,7 +227,7 @@ def cached_corpus(
     cache = (cache_dir or default_cache_dir()) / "tokens" / f"{corpus.sha256}-{encoding.name}.{dtype.name}"
     starts_file = cache.with_name(cache.name + ".starts.npy")
     if not cache.is_file() or not starts_file.is_file():
-        print(f"Tokenizing {corpus.name} once; its token ids go to {cache}", flush=True)
+        log.info(f"Tokenizing {corpus.name} once; its token ids go to {cache}")
         with atomic_path(cache) as tmp:
             starts = encode_corpus(corpus, encoding, tmp)
             with atomic_path(starts_file) as tmp_starts, tmp_starts.open("wb") as file:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 import tiktoken
 import torch
@@ -46,19 +46,25 @@ class TrainingSetup:
         self.train_model = self.train_model or self.model
 
 
+class LoadedText(NamedTuple):
+    """A corpus read and tokenized, with the tokenizer that did it."""
+
+    tokens: TokenizedText
+    tokenizer: tiktoken.Encoding
+
+
 def load_tokens(
     data: str | Sequence[str] | None = None,
     tokenizer: tiktoken.Encoding | None = None,
-    cache_dir: Path | None = None,
     val_data: str | Sequence[str] | None = None,
     text_field: str = DEFAULT_TEXT_FIELD,
-) -> tuple[TokenizedText, tiktoken.Encoding]:
+) -> LoadedText:
     """Read and tokenize the training corpus (and ``val_data``, a validation corpus of its own); a sweep
     calls this once and shares the result. Each is a file, folder, glob or URL, or several
     (``gpt.corpus.load_corpus``)."""
     tokenizer = tokenizer or gpt2_encoding()
-    val_corpus = load_corpus(val_data, text_field, cache_dir) if val_data else None
-    return tokenize(load_corpus(data, text_field, cache_dir), tokenizer, cache_dir, val_corpus), tokenizer
+    val_corpus = load_corpus(val_data, text_field) if val_data else None
+    return LoadedText(tokenize(load_corpus(data, text_field), tokenizer, val_source=val_corpus), tokenizer)
 
 
 def prepare_environment(
@@ -67,7 +73,6 @@ def prepare_environment(
     device: str = "auto",
     tokenizer: tiktoken.Encoding | None = None,
     tokens: TokenizedText | None = None,
-    cache_dir: Path | None = None,
     group: ProcessGroup | None = None,
     val_data: str | Sequence[str] | None = None,
     text_field: str = DEFAULT_TEXT_FIELD,
@@ -86,7 +91,7 @@ def prepare_environment(
     precision = resolve_precision(config.precision, torch_device)
     if tokens is None or tokenizer is None:
         with group.main_first() if group else contextlib.nullcontext():  # tokenized once, not per process
-            tokens, tokenizer = load_tokens(data, tokenizer, cache_dir, val_data, text_field)
+            tokens, tokenizer = load_tokens(data, tokenizer, val_data, text_field)
     if config.model.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
             f"vocab_size ({config.model.vocab_size}) is smaller than the tokenizer's vocabulary ({tokenizer.n_vocab})"
@@ -100,8 +105,8 @@ def prepare_environment(
     torch.manual_seed(config.seed)
     model = GPTModel(config.model).to(torch_device)
     on_cuda = torch_device.type == "cuda"
-    # One fused kernel for all parameters on CUDA and CPUs: in a one-off probe on a 2-core Xeon, AdamW over
-    # the quick model's 6.5M parameters took 3.4 ms a step fused, 32 ms in the default per-tensor loop.
+    # One fused kernel for all parameters on CUDA and CPUs, not PyTorch's default per-tensor loop
+    # (docs/performance.md, `benchmarks.train_speed`).
     optimizer = torch.optim.AdamW(
         model.adamw_groups(config.weight_decay),  # weight decay on matrices only; mup's learning-rate scales
         lr=config.learning_rate,

@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 
 # Logit elements per chunk on a CPU (~16 MB in fp32), but never fewer rows than the embedding is
-# wide, so that a wide model's head matmuls stay compute-bound. In a one-off probe on a 2-core Xeon, bf16:
-# the quick model (64 wide) trained 1.5-1.8x faster in 83-row chunks than unchunked; the 124M one
-# (768 wide) was 15-55% slower in 83- or 21-row chunks, and on par from 333 rows up.
+# wide, so that a wide model's head matmuls stay compute-bound (docs/performance.md, "Training speed").
 CPU_CHUNK_ELEMENTS = 4 * 1024 * 1024
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import sys
 import time
@@ -20,6 +21,8 @@ from gpt.errors import NonFiniteLossError
 from gpt.evaluation import Windows, window_batches
 from gpt.generation import generate, text_to_token_ids, token_ids_to_text
 from gpt.interrupt import stop_if_signalled
+
+log = logging.getLogger(__name__)
 
 SAMPLE_TOKENS = 50
 
@@ -79,17 +82,17 @@ class TrainingCallback:
 
 
 class ConsoleReporter(TrainingCallback):
-    """Prints a line per evaluation and the sample after each epoch."""
+    """Logs a line per evaluation and the sample after each epoch (the command line shows them)."""
 
     def on_eval(self, result: EvalResult) -> None:
         final = "" if result.final_val_loss is None else f", on the whole validation span {result.final_val_loss:.3f}"
-        tqdm.write(
+        log.info(
             f"Ep {result.epoch} (Step {result.step:06d}): "
             f"Train loss {result.train_loss:.3f}, Val loss {result.val_loss:.3f}{final}"
         )
 
     def on_epoch_end(self, epoch: int, sample: str) -> None:
-        tqdm.write(f"Sample after epoch {epoch}: {sample.replace(chr(10), ' ')}")
+        log.info(f"Sample after epoch {epoch}: {sample.replace(chr(10), ' ')}")
 
 
 def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
@@ -206,6 +209,19 @@ def read_losses(
     unread.clear()
 
 
+def training_batches(env: TrainingSetup, history: TrainingHistory) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(epoch, inputs, targets)`` for each step after ``history.step``, epoch after epoch, each epoch in the
+    loader's own shuffled order. A resumed run replays its half-done epoch's order and skips the batches
+    it trained on, so it sees what an uninterrupted run would have seen."""
+    steps_per_epoch = len(env.train_loader)
+    epoch, done = divmod(history.step + 1, steps_per_epoch)  # epochs finished, steps of the next one done
+    while True:
+        epoch += 1
+        for inputs, targets in epoch_batches(env, history, done):
+            yield epoch, inputs, targets
+        done = 0
+
+
 def epoch_batches(env: TrainingSetup, history: TrainingHistory, already_done: int) -> Iterator:
     """The epoch's batches; on resuming, its data order is replayed and the ``already_done`` skipped."""
     generator = env.train_loader.generator
@@ -262,78 +278,62 @@ def train(
 ) -> TrainingHistory:
     """Train ``env.model`` for ``config.training_steps``; evaluate every ``eval_freq`` steps and at the last.
 
-    Between steps it checks ``gpt.interrupt.stop_if_signalled``, so under the entry point's
+    One loop over steps, from the step after ``history``'s (0 for a new run, so resuming is only where it
+    starts); what happens at an evaluation, at an epoch's end and at a checkpoint follows from the step
+    number. Between steps it checks ``gpt.interrupt.stop_if_signalled``, so under the entry point's
     ``stop_signals_remembered`` a Ctrl-C or SIGTERM swallowed anywhere still stops it at the next step.
     """
-    config, model = env.config, env.model
+    config = env.config
     history = history if history is not None else TrainingHistory()
     history.total_steps = total_steps(env)
-    show_bar = progress_bar and sys.stderr.isatty()
-    seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
-    unread_losses: list[torch.Tensor] = []
+    last_step, steps_per_epoch = history.total_steps - 1, len(env.train_loader)
+    batches = training_batches(env, history)
     schedule = CheckpointSchedule(config, history)
-    steps_per_epoch = len(env.train_loader)
-    last_epoch = math.ceil(history.total_steps / steps_per_epoch)
-    first_epoch, done_in_epoch = divmod(history.step + 1, steps_per_epoch)  # (0, 0) unless resuming
-
-    def checkpoint() -> None:
-        for callback in callbacks:
-            callback.on_checkpoint(history)
-        schedule.written()
-
-    model.train()
-    for epoch in range(first_epoch + 1, last_epoch + 1):
-        skip = done_in_epoch if epoch == first_epoch + 1 else 0
-        in_epoch = min(steps_per_epoch, history.total_steps - (epoch - 1) * steps_per_epoch)  # less at a budget
-        batches = itertools.islice(epoch_batches(env, history, skip), in_epoch - skip)
-        batches = tqdm(batches, desc=f"Epoch {epoch}", total=in_epoch, initial=skip,
-                       disable=not show_bar, leave=True)  # fmt: skip
-        checkpoint_after_sample = False
-        started = time.perf_counter()  # a step's time includes fetching its batch
-        for inputs, targets in batches:
-            stop_if_signalled()
-            step = history.step + 1
-            lr = learning_rate_at(step, history.total_steps, config)
-            unread_losses.append(train_step(env, inputs, targets, lr))
-            history.step = step
-            history.tokens_seen += inputs.numel()
-            evaluating = step % config.eval_freq == 0 or step == history.total_steps - 1
-            checkpointing = schedule.due_after_step(step)
-            logging = step % log_every == 0
-            if logging or evaluating or checkpointing:
-                # The only host sync of a training step, so the device runs ahead in between.
-                read_losses(env, history, unread_losses, step, lr)
-            history.train_seconds += time.perf_counter() - started
-            if logging:
-                for callback in callbacks:
-                    callback.on_batch(step, history.batch_losses[-1][1])
-            if evaluating:
-                speed = (history.tokens_seen - tokens_at_last_eval) / max(
-                    history.train_seconds - seconds_at_last_eval, 1e-9
-                )
-                seconds_at_last_eval, tokens_at_last_eval = history.train_seconds, history.tokens_seen
-                eval_started = time.perf_counter()
-                result = evaluate(env, history, epoch, lr, speed, train_loss_since_last_eval(history))
-                history.eval_seconds += time.perf_counter() - eval_started
-                history.evals.append(result)
-                for callback in callbacks:
-                    callback.on_eval(result)
-                checkpointing = schedule.due_after_eval(result) or checkpointing
-            if checkpointing:
-                if step == epoch * steps_per_epoch - 1:
-                    checkpoint_after_sample = True  # so that a resumed run has this epoch's sample too
-                else:
-                    checkpoint()
-            started = time.perf_counter()
-        if progress_bar and not show_bar:
-            print(f"Epoch {epoch}: {in_epoch}/{steps_per_epoch} steps", flush=True)
-        sample_started = time.perf_counter()
-        sample = greedy_sample(env)
-        history.eval_seconds += time.perf_counter() - sample_started
-        history.samples.append((epoch, sample))
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, sample)
-        if checkpoint_after_sample:
-            checkpoint()
+    unread_losses: list[torch.Tensor] = []
+    at_last_eval = (history.train_seconds, history.tokens_seen)  # for the tokens per second between evaluations
+    show_bar = progress_bar and sys.stderr.isatty()
+    bar = tqdm(total=history.total_steps, initial=history.step + 1, desc="Training", disable=not show_bar)
+    env.model.train()
+    for step in range(history.step + 1, history.total_steps):
         stop_if_signalled()
+        started = time.perf_counter()  # a step's time includes fetching its batch
+        epoch, inputs, targets = next(batches)
+        lr = learning_rate_at(step, history.total_steps, config)
+        unread_losses.append(train_step(env, inputs, targets, lr))
+        history.step, history.tokens_seen = step, history.tokens_seen + inputs.numel()
+        reporting = step % log_every == 0
+        evaluating = step % config.eval_freq == 0 or step == last_step
+        ending_epoch = (step + 1) % steps_per_epoch == 0 or step == last_step
+        checkpointing = schedule.due_after_step(step)
+        if reporting or evaluating or checkpointing:
+            read_losses(env, history, unread_losses, step, lr)  # the only host sync of a training step
+        history.train_seconds += time.perf_counter() - started
+        bar.update()
+        if reporting:
+            for callback in callbacks:
+                callback.on_batch(step, history.batch_losses[-1][1])
+        if evaluating:
+            seconds, tokens = history.train_seconds - at_last_eval[0], history.tokens_seen - at_last_eval[1]
+            at_last_eval = (history.train_seconds, history.tokens_seen)
+            eval_started = time.perf_counter()
+            result = evaluate(env, history, epoch, lr, tokens / max(seconds, 1e-9), train_loss_since_last_eval(history))
+            history.eval_seconds += time.perf_counter() - eval_started
+            history.evals.append(result)
+            for callback in callbacks:
+                callback.on_eval(result)
+            checkpointing = schedule.due_after_eval(result) or checkpointing
+        if ending_epoch:
+            if progress_bar and not show_bar:
+                log.info(f"Epoch {epoch}: {step % steps_per_epoch + 1}/{steps_per_epoch} steps")
+            sample_started = time.perf_counter()
+            sample = greedy_sample(env)
+            history.eval_seconds += time.perf_counter() - sample_started
+            history.samples.append((epoch, sample))
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, sample)
+        if checkpointing:  # after the epoch's sample, so that a resumed run has it too
+            for callback in callbacks:
+                callback.on_checkpoint(history)
+            schedule.written()
+    bar.close()
     return history

@@ -9,6 +9,7 @@ DEFAULT_CONFIRM = 3  # configurations trained again with other seeds once the se
 DEFAULT_CONFIRM_SEEDS = 2  # other seeds each: each confirmed value is a mean over three
 DEFAULT_HEARTBEAT_S = 20  # seconds between a worker's heartbeats
 DEFAULT_STORAGE_RETRY_S = 300  # seconds a sweep waits for a database storage that went away
+JOURNAL_NAME = "optuna-journal.log"  # the default storage: a journal file beside the MLflow SQLite store
 GRACE_BEATS = 3  # a trial whose worker missed this many beats is stale: failed and run again
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")

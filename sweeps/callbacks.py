@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-import click
 import optuna
 from optuna.trial import FrozenTrial
 
@@ -18,6 +18,8 @@ from sweeps.settings import SweepSettings
 from sweeps.study_runs import RUN_ID_ATTR, log_best_on_parent, remove_dropped_checkpoints
 from sweeps.trial_states import FINISHED_STATES
 from tracking.runs import log_metrics, set_description, set_tags
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -94,9 +96,9 @@ class TrialBookkeeper:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         stop_if_signalled()  # a signal swallowed during the trial still stops the sweep here
         if NOT_RUN_ATTR in trial.user_attrs:
-            click.echo(f"Trial {trial.number} not run: {trial.user_attrs[NOT_RUN_ATTR]}")
+            log.info(f"Trial {trial.number} not run: {trial.user_attrs[NOT_RUN_ATTR]}")
             return
-        click.echo(progress_line(study, trial, self.metric, self.settings))
+        log.info(progress_line(study, trial, self.metric, self.settings))
         if RUN_ID_ATTR in trial.user_attrs:
             set_tags(self.client, trial.user_attrs[RUN_ID_ATTR], {
                 "trial_state": trial.state.name,

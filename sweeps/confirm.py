@@ -8,22 +8,23 @@ into a study attribute, so a stopped sweep run again trains only the confirmatio
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import click
 import optuna
 from optuna.trial import FrozenTrial
 
 from gpt.config import TrainingConfig
-from gpt.data import TokenizedText
-from gpt.environment import prepare_environment
+from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import one_line
 from sweeps.objective import TRIAL_FAILURES, objective_value
 from sweeps.ranking import confirmation_key, confirmed_ranking, ranked_trials
 from sweeps.settings import SweepSettings
 from tracking.runs import log_params, run_params, tracked_run
 from tracking.training import train_tracked
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,19 +52,19 @@ def confirm_best(
     client: MlflowClient,
     experiment_id: str,
     parent_run_id: str,
-    loaded: tuple[TokenizedText, Any],
+    text: LoadedText,
     metric: str,
 ) -> None:
     """Train each missing confirmation of the ``settings.confirm`` best trials, one line each."""
     todo = missing_confirmations(study, settings.confirm, settings.confirm_seeds)
     if not todo:
         return
-    click.echo(
+    log.info(
         f"Confirming the {settings.confirm} best configurations with {settings.confirm_seeds} more "
         f"seed{'s' if settings.confirm_seeds > 1 else ''} each: "
         f"{len(todo)} run{'s' if len(todo) > 1 else ''} to train"
     )
-    tokens, tokenizer = loaded
+    options = settings.run
     for done, (trial, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
         config = TrainingConfig.from_dict(trial.user_attrs["config"]).update(seed=seed)
@@ -75,12 +76,12 @@ def confirm_best(
         record: dict[str, Any] = {"seed": seed, "value": None}
         try:
             name = f"{study.study_name}-trial-{trial.number}-seed-{seed}"
-            with tracked_run(client, experiment_id, name, tags, system_metrics=settings.system_metrics) as run_id:
+            with tracked_run(client, experiment_id, name, tags, system_metrics=options.system_metrics) as run_id:
                 record["run_id"] = run_id
-                env = prepare_environment(config, device=settings.device, tokenizer=tokenizer, tokens=tokens)
+                env = prepare_environment(config, device=options.device, tokenizer=text.tokenizer, tokens=text.tokens)
                 log_params(client, run_id, run_params(env, {"study": study.study_name, "confirms_trial": trial.number}))
                 history = train_tracked(
-                    env, client, run_id, (), settings.log_every, progress_bar=False, keep_checkpoint=False
+                    env, client, run_id, (), options.log_every, progress_bar=False, keep_checkpoint=False
                 )
                 record["value"] = objective_value(history, metric)
         except TRIAL_FAILURES as exc:  # an unstable configuration: it ranks last, the sweep goes on
@@ -88,7 +89,7 @@ def confirm_best(
         study.set_user_attr(confirmation_key(trial.number, seed), record)
         standing = next(r for r in confirmed_ranking(study) if r.trial.number == trial.number)
         value = f"{record['value']:.4f}" if record["value"] is not None else f"failed ({record['fail_reason']})"
-        click.echo(
+        log.info(
             f"[confirm {done}/{len(todo)}] trial {trial.number}, seed {seed}: {metric} {value} "
             f"in {time.perf_counter() - started:.1f}s; {standing.describe(metric)}"
         )

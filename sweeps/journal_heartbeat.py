@@ -2,10 +2,10 @@
 
 Optuna runs heartbeats (a thread beating for the running trial, stale trials failed before
 each new one, a callback that retries them) only for storages that subclass its private
-``optuna.storages._heartbeat.BaseHeartbeat``, and only ``RDBStorage`` does. Until
+``BaseHeartbeat``, and only ``RDBStorage`` does. Until
 https://github.com/optuna/optuna/issues/6615 (heartbeat support for ``JournalStorage``)
-lands, this module is the one place that touches that private class, its private
-``_get_stale_trial_ids`` hook and the private ``FrozenTrial._trial_id`` it must return.
+lands, this module implements that private class's private ``_get_stale_trial_ids`` hook, with the
+private trial ids it must return; ``sweeps.optuna_internals`` names them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import time
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import TrialState
 
 from sweeps import GRACE_BEATS
+from sweeps.optuna_internals import BaseHeartbeat, storage_trial_id
 from sweeps.recovery import WORKER_ATTR, StaleCallback, worker_is_dead_here
 
 HEARTBEAT_ATTR = "heartbeat"
@@ -44,7 +44,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
             if now - last_beat > GRACE_BEATS * self.heartbeat_s or worker_is_dead_here(
                 trial.user_attrs.get(WORKER_ATTR)
             ):
-                stale.append(trial._trial_id)
+                stale.append(storage_trial_id(trial))
         return stale
 
     def get_heartbeat_interval(self) -> int:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from gpt.data import TokenizedText, steps_per_epoch
-from gpt.environment import prepare_environment
+from gpt.data import steps_per_epoch
+from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.admission import admit
+from sweeps.optuna_internals import FAILED_TRIAL_ATTR
 from sweeps.recovery import WORKER_ATTR, this_worker
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.space import SearchSpace
@@ -31,6 +32,8 @@ from tracking.training import log_checkpoint, train_tracked
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from sweeps.settings import SweepSettings
 
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
@@ -74,7 +77,7 @@ def queue_again(trial: optuna.Trial) -> None:
             state=optuna.trial.TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
-            system_attrs={"failed_trial": trial.number},
+            system_attrs={FAILED_TRIAL_ATTR: trial.number},
         )
     )
 
@@ -84,30 +87,21 @@ class TrialObjective:
 
     def __init__(
         self,
-        *,
+        settings: SweepSettings,
         space: SearchSpace,
-        trials: int,
         client: MlflowClient,
-        experiment: str,
+        experiment_id: str,
         parent_run_id: str,
-        tokens: TokenizedText,
-        tokenizer: Any,
-        device: str = "auto",
-        log_every: int = 1,
-        keep_checkpoints: int = 1,
+        text: LoadedText,
         plotter: Executor | None = None,
-        system_metrics: bool = True,
     ) -> None:
         """``plotter`` draws and uploads each trial's loss plot while the next trial trains."""
-        self.plotter, self.system_metrics = plotter, system_metrics
-        self.space, self.trials = space, trials
-        self.client, self.experiment, self.parent_run_id = client, experiment, parent_run_id
-        self.tokens, self.tokenizer = tokens, tokenizer
-        self.device, self.log_every, self.keep_checkpoints = device, log_every, keep_checkpoints
+        self.settings, self.space, self.text, self.plotter = settings, space, text, plotter
+        self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
-        sampled = admit(trial, self.space, self.trials)
+        sampled = admit(trial, self.space, self.settings.trials)
         try:
             return self.train(trial, sampled, started)
         except TRIAL_FAILURES as exc:
@@ -124,16 +118,21 @@ class TrialObjective:
         trial.set_user_attr(WORKER_ATTR, this_worker())
         config = self.space.trial_base().update(**sampled)
         # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
-        total_steps = config.training_steps(steps_per_epoch(self.tokens, config))
+        total_steps = config.training_steps(steps_per_epoch(self.text.tokens, config))
         config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
         trial.set_user_attr("config", config.to_dict())
         study_name = trial.study.study_name
         tags = {"mlflow.parentRunId": self.parent_run_id, "optuna_study": study_name, "trial_number": str(trial.number)}
         history, pruned, checkpoint_s = TrainingHistory(), None, 0.0
         run_name = f"{study_name}-trial-{trial.number}"
-        with tracked_run(self.client, self.experiment, run_name, tags, system_metrics=self.system_metrics) as run_id:
+        options = self.settings.run
+        with tracked_run(
+            self.client, self.experiment_id, run_name, tags, system_metrics=options.system_metrics
+        ) as run_id:
             trial.set_user_attr(RUN_ID_ATTR, run_id)
-            env = prepare_environment(config, device=self.device, tokenizer=self.tokenizer, tokens=self.tokens)
+            env = prepare_environment(
+                config, device=options.device, tokenizer=self.text.tokenizer, tokens=self.text.tokens
+            )
             extra = {
                 "trial_number": trial.number,
                 "study": study_name,
@@ -143,14 +142,16 @@ class TrialObjective:
             setup_s = time.perf_counter() - started
             reporter = PruningReporter(trial, self.space.metric)
             try:
-                train_tracked(env, self.client, run_id, [reporter], self.log_every, progress_bar=False,
+                train_tracked(env, self.client, run_id, [reporter], options.log_every, progress_bar=False,
                               keep_checkpoint=False, history=history, plotter=self.plotter)  # fmt: skip
                 value = objective_value(history, self.space.metric)
             except optuna.TrialPruned as exc:
                 pruned = exc  # the run itself finished fine; Optuna hears of the pruning below
             else:
                 checkpoint_started = time.perf_counter()
-                if ranks_in_top(trial.study, value, self.keep_checkpoints):  # a sweep trial is never resumed
+                if ranks_in_top(
+                    trial.study, value, self.settings.checkpoints_while_searching
+                ):  # a sweep trial is never resumed
                     log_checkpoint(env, self.client, run_id, history, resumable=False)
                 checkpoint_s = time.perf_counter() - checkpoint_started
             log_metrics(self.client, run_id, max(history.step, 0), {

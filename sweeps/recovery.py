@@ -8,7 +8,6 @@ when the worker's process is gone.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import optuna
@@ -16,6 +15,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from sweeps import GRACE_BEATS
+from sweeps.optuna_internals import experimental_features
 from sweeps.study_runs import fail_lost_trial_run
 from tracking.processes import ProcessId
 
@@ -38,8 +38,7 @@ def worker_is_dead_here(worker: str | None) -> bool:
 
 def stale_trial_callback(tracking_uri: str) -> StaleCallback:
     """Mark the dead trial's MLflow run FAILED, then queue the trial's params again (at most MAX_RETRIES)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in use since Optuna 2.8
+    with experimental_features():
         retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:

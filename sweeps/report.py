@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
 import matplotlib.pyplot as plt  # Optuna's plots draw through pyplot; runner.py picks the Agg backend
 import numpy as np
 import optuna
@@ -21,6 +21,8 @@ from gpt.errors import UserError, one_line
 from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing, score
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -126,7 +128,7 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
                 client.log_artifact(parent_run_id, str(path), "plots")
             except Exception as exc:  # plotting must never fail a sweep
                 plt.close("all")
-                click.echo(f"Skipped plot {name}: {one_line(exc)}")
+                log.info(f"Skipped plot {name}: {one_line(exc)}")
 
 
 def describe_best(study: optuna.Study) -> str:

@@ -19,6 +19,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.optuna_internals import queued_params
 from sweeps.space import SearchSpace
 from sweeps.trial_states import LIVE_STATES
 
@@ -38,8 +39,7 @@ def trial_seed(space_seed: int | None, number: int) -> int | None:
 
 def point_of(trial: FrozenTrial, names: Sequence[str]) -> Point | None:
     """The trial's values of ``names`` in that order; a queued trial's are its fixed params."""
-    # enqueue_trial keeps a waiting trial's values in this system attribute until it runs.
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    params = trial.params or queued_params(trial)
     if not all(name in params for name in names):
         return None  # not sampled yet
     return tuple(params[name] for name in names)
@@ -86,9 +86,10 @@ def repeated_trial(study: optuna.Study, trial: FrozenTrial | optuna.Trial, space
 
 
 class DistinctSampler(BaseSampler):
-    """Optuna's TPE, random or grid sampling, seeded per trial, never proposing a point the study holds.
+    """Optuna's TPE or random sampling, seeded per trial, never proposing a point the study holds.
 
-    ``grid`` visits every point of its finite space once, in an order fixed by the seed. With
+    ``grid`` is not Optuna's ``GridSampler``: it picks a free point of the finite space at random (seeded),
+    so it visits every point once, in an order fixed by the seed. With
     ``parallel`` (several workers or machines) TPE counts running trials as bad ones (its
     ``constant_liar``), so that trials started side by side do not crowd one region, as Optuna advises.
     """

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpt.corpus import DEFAULT_TEXT_FIELD
+from gpt.config import check_settings, setting
+from gpt.errors import ConfigError
 from sweeps import (
     DEFAULT_CONFIRM,
     DEFAULT_CONFIRM_SEEDS,
@@ -14,9 +15,15 @@ from sweeps import (
     DEFAULT_KEEP_CHECKPOINTS,
     DEFAULT_STORAGE_RETRY_S,
     DEFAULT_TRIALS,
+    GRACE_BEATS,
+    JOURNAL_NAME,
+    PRUNERS,
+    SAMPLERS,
 )
-from sweeps.space import SearchSpace
-from tracking.store import DEFAULT_EXPERIMENT
+from tracking.run_options import RunOptions
+
+if TYPE_CHECKING:
+    from sweeps.space import SearchSpace
 
 
 def default_study_name(space_path: str | Path) -> str:
@@ -27,32 +34,52 @@ def default_study_name(space_path: str | Path) -> str:
 class SweepSettings:
     """Everything a worker process needs to join the sweep; plain values, so it pickles.
 
-    The defaults are the command line's. The command line checks the ranges (click types); code that
-    builds one checks its own.
+    Declared once: ``runner.py sweep`` builds a flag from each ``setting`` here (its help, range and
+    default), and ``__post_init__`` checks a value given from Python the same way, one ``ConfigError``
+    line. What a sweep shares with a single run (texts, device, logging, store) is ``run``.
     """
 
     space_path: Path
     study_name: str
     storage: str
-    tracking_uri: str
-    trials: int = DEFAULT_TRIALS
-    sampler: str | None = None  # None: the space file's
-    pruner: str | None = None
-    seed: int | None = None
-    experiment: str = DEFAULT_EXPERIMENT
-    data: tuple[str, ...] | None = None  # None: the space's base's, else The Verdict
-    val_data: tuple[str, ...] | None = None
-    text_field: str = DEFAULT_TEXT_FIELD
-    device: str = "auto"
-    timeout: float | None = None
-    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
-    log_every: int = 1
-    workers: int = 1
-    heartbeat_s: int = DEFAULT_HEARTBEAT_S
-    storage_retry_s: int = DEFAULT_STORAGE_RETRY_S  # how long a database storage that went away is waited for
-    system_metrics: bool = True
-    confirm: int = DEFAULT_CONFIRM
-    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS
+    trials: int = setting(DEFAULT_TRIALS, "Finished trials the study should hold.", minimum=1)
+    workers: int = setting(1, "Processes sharing the study; they split the cores.", minimum=1)
+    sampler: str | None = setting(None, "Overrides the space file's.", choices=SAMPLERS)
+    pruner: str | None = setting(None, "Overrides the space file's.", choices=PRUNERS)
+    timeout: float | None = setting(None, "Stop starting trials after this many seconds (> 0).")
+    seed: int | None = setting(None, "Sampler seed; overrides the space file's.")
+    keep_checkpoints: int = setting(
+        DEFAULT_KEEP_CHECKPOINTS,
+        "Keep checkpoints of the best K trials (until confirmations end, of the --confirm best too).",
+        minimum=0,
+    )
+    heartbeat_s: int = setting(
+        DEFAULT_HEARTBEAT_S,
+        f"Seconds between a worker's heartbeats; a trial silent for {GRACE_BEATS} beats is failed and retried.",
+        minimum=1,
+        flag="--heartbeat",
+    )
+    storage_retry_s: int = setting(
+        DEFAULT_STORAGE_RETRY_S,
+        "Seconds to wait for a database storage that stops answering mid-sweep (a restart, a failover) "
+        "before stopping with one line; the same command then resumes.",
+        minimum=0,
+    )
+    confirm: int = setting(
+        DEFAULT_CONFIRM,
+        "After the search, train the K best configurations again with other seeds (0: off); "
+        "best, its export and the registered model then go by the mean.",
+        minimum=0,
+    )
+    confirm_seeds: int = setting(DEFAULT_CONFIRM_SEEDS, "Other seeds per confirmed configuration.", minimum=1)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds (got {self.timeout})")
+        if self.run.tracking_uri is None:
+            raise ConfigError("a sweep needs its MLflow store: run.tracking_uri is not set")
 
     @property
     def parallel(self) -> bool:
@@ -67,18 +94,23 @@ class SweepSettings:
     @classmethod
     def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:
         """A sweep whose journal file and MLflow SQLite store both live in ``folder``, the rest at the
-        command line's defaults unless given: for benchmarks and notebooks."""
+        command line's defaults unless given (a sweep setting or a ``RunOptions`` field, by name): for
+        benchmarks and notebooks."""
         folder = Path(folder)
-        located = {
-            "study_name": default_study_name(space_path),
-            "storage": str(folder / "optuna-journal.log"),
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-        }
-        return cls(space_path=Path(space_path), trials=trials, **{**located, **options})
+        run_names = {f.name for f in fields(RunOptions)}
+        run = RunOptions(
+            **{name: options.pop(name) for name in run_names & options.keys()},
+            tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        )
+        located = {"study_name": default_study_name(space_path), "storage": str(folder / JOURNAL_NAME)}
+        return cls(space_path=Path(space_path), trials=trials, run=run, **{**located, **options})
 
     def load_space(self) -> SearchSpace:
+        from sweeps.space import SearchSpace  # Optuna loads here, not when the command line starts
+
         return SearchSpace.load(self.space_path).with_options(self.sampler, self.pruner, self.seed)
 
     def with_texts_of(self, space: SearchSpace) -> SweepSettings:
         """The texts to train and validate on: the command line's, else the space's base's."""
-        return replace(self, data=self.data or space.data, val_data=self.val_data or space.val_data)
+        texts = replace(self.run, data=self.run.data or space.data, val_data=self.run.val_data or space.val_data)
+        return replace(self, run=texts)

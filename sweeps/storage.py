@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import optuna
 import sqlalchemy
 
 from gpt.errors import UserError, one_line
-from sweeps import DEFAULT_STORAGE_RETRY_S
+from sweeps import DEFAULT_STORAGE_RETRY_S, JOURNAL_NAME
 from sweeps.journal_heartbeat import HeartbeatJournalStorage
+from sweeps.optuna_internals import experimental_features
 from sweeps.recovery import StaleCallback, heartbeat_options
 from sweeps.storage_outage import PatientRDBStorage
 from tracking.store import probe_database, redacted
 
-JOURNAL_NAME = "optuna-journal.log"
 SCHEMA_ATTEMPTS = 5
 
 
@@ -60,8 +59,7 @@ def open_storage(
 def rdb_storage(url: str, retry_s: float, options: dict) -> PatientRDBStorage:
     """Optuna's RDB storage, patient with outages; machines starting at once race to create its tables,
     so the loser retries."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat, in use since 2.5
+    with experimental_features():
         for attempt in range(1, SCHEMA_ATTEMPTS):
             try:
                 return PatientRDBStorage(url, retry_s, **options)

@@ -10,34 +10,30 @@ same command resumes the sweep once the database is back.
 
 Optuna has no such retry (its ``_create_new_trial`` retries deadlocks only), and the cache it puts in
 front of every ``RDBStorage`` (``_CachedStorage``), like its heartbeat, reads and writes through five
-private methods of ``RDBStorage``; they are retried too, by name (``CACHE_AND_HEARTBEAT_CALLS``), so
-this module is the one that knows them. Should a later Optuna rename one, the name is skipped: that
-call then still waits for a new connection, and only its in-flight statement is not retried.
+private methods of ``RDBStorage``; they are retried too, by the names ``sweeps.optuna_internals``
+keeps (``RDB_PRIVATE_CALLS``). Should a later Optuna rename one, the name is skipped: that call then
+still waits for a new connection, and only its in-flight statement is not retried.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import click
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 
 from gpt.errors import UserError, one_line
+from sweeps.optuna_internals import RDB_PRIVATE_CALLS
 from tracking.store import redacted
 
-CACHE_AND_HEARTBEAT_CALLS = (
-    "_create_new_trial",
-    "_set_trial_param",
-    "_get_best_trial_id",
-    "_get_trials",
-    "_get_stale_trial_ids",
-)
+log = logging.getLogger(__name__)
+
 FIRST_WAIT_S = 0.5
 LONGEST_WAIT_S = 10.0
 
@@ -110,10 +106,9 @@ class OutageWait:
         with self.lock:
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                click.echo(
+                log.warning(
                     f"Optuna storage {self.url} is not answering ({one_line(root_cause(exc), 200)}); "
-                    f"waiting up to {self.window_s:g} s for it (--storage-retry-s)",
-                    err=True,
+                    f"waiting up to {self.window_s:g} s for it (--storage-retry-s)"
                 )
             elif time.monotonic() - self.down_since >= self.window_s:
                 self.given_up = True
@@ -122,10 +117,7 @@ class OutageWait:
     def came_back(self) -> None:
         with self.lock:
             if self.down_since is not None:
-                click.echo(
-                    f"Optuna storage {self.url} answers again after {time.monotonic() - self.down_since:.0f} s",
-                    err=True,
-                )
+                log.warning(f"Optuna storage {self.url} answers again after {time.monotonic() - self.down_since:.0f} s")
                 self.down_since = None
 
     def time_left(self) -> float:
@@ -173,7 +165,7 @@ def every_storage_call_retried(cls: type[RDBStorage]) -> type[RDBStorage]:
     """Each method of Optuna's storage interface on ``cls``, and each its cache and heartbeat use,
     waits out an outage."""
     public = [name for name in vars(BaseStorage) if not name.startswith("_")]
-    for name in [*public, *(name for name in CACHE_AND_HEARTBEAT_CALLS if hasattr(RDBStorage, name))]:
+    for name in [*public, *(name for name in RDB_PRIVATE_CALLS if hasattr(RDBStorage, name))]:
         setattr(cls, name, _retried(getattr(RDBStorage, name)))
     return cls
 

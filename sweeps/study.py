@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import optuna
 
 from gpt.errors import UserError
+from sweeps.optuna_internals import experimental_features
 from sweeps.sampling import DistinctSampler, make_pruner
 from sweeps.space import SearchSpace
 from sweeps.trial_states import FINISHED_STATES
@@ -23,8 +22,7 @@ def open_study(
     options = {"storage": storage, "sampler": sampler, "pruner": make_pruner(space), "study_name": name}
     try:
         study, created = optuna.create_study(direction=space.direction, **options), True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_features():
             study.set_metric_names([space.metric])  # optuna-dashboard shows it instead of "Objective 0"
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**options), False

@@ -3,10 +3,10 @@ workers, then leave the report and the registered best model."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import click
 import optuna
 from mlflow import MlflowClient
 
@@ -30,6 +30,8 @@ from sweeps.workers import WorkerPlacement, run_workers
 from tracking.models import register_run_model
 from tracking.runs import tracked_run
 from tracking.store import connect, experiment_id, redacted
+
+log = logging.getLogger(__name__)
 
 
 def parent_params(study: optuna.Study, space: SearchSpace) -> dict:
@@ -68,38 +70,39 @@ def run_sweep(
     """
     space = settings.load_space()
     settings = settings.with_texts_of(space)
-    loaded = load_tokens(settings.data, val_data=settings.val_data, text_field=settings.text_field)
-    space.check_data(loaded[0])
+    options = settings.run
+    text = load_tokens(options.data, val_data=options.val_data, text_field=options.text_field)
+    space.check_data(text.tokens)
     if dry_run:
-        click.echo(space.describe())
-        click.echo(
+        log.info(space.describe())
+        log.info(
             f"Study {settings.study_name} in {redacted(settings.storage)}; "
             f"{settings.trials} trials, {settings.workers} worker(s)"
         )
         return None
-    client = connect(settings.tracking_uri)
-    settings = replace(settings, tracking_uri=client.tracking_uri)
+    client = connect(options.tracking_uri)
+    settings = replace(settings, run=replace(options, tracking_uri=client.tracking_uri))
     storage = open_storage(settings.storage, retry_s=settings.storage_retry_s)
     study, created = open_study(space, settings.study_name, storage)
-    exp_id = experiment_id(client, settings.experiment)
+    exp_id = experiment_id(client, options.experiment)
     parent_run_id = None if created else wait_for_parent_run(study, client)
     if parent_run_id is None:  # this process made the study (or its maker died before making the parent)
         parent_run_id = create_parent_run(study, client, exp_id, parent_params(study, space), space.path)
-    click.echo(
+    log.info(
         f"Study {study.study_name}: {finished_trials(study)} of {settings.trials} trials finished; "
         f"MLflow parent run {parent_run_id}; storage {redacted(settings.storage)}"
     )
-    with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=settings.system_metrics):
-        run_workers(settings, loaded, worker_setup)
+    with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=options.system_metrics):
+        run_workers(settings, text, worker_setup)
         if settings.confirm and settings.confirm_seeds:
-            confirm_best(study, settings, client, exp_id, parent_run_id, loaded, space.metric)
+            confirm_best(study, settings, client, exp_id, parent_run_id, text, space.metric)
             remove_dropped_checkpoints(study, client, settings.keep_checkpoints)
         log_best_on_parent(study, client, parent_run_id, space.metric)
         log_study_report(study, client, parent_run_id, space)
-    click.echo(leaderboard(study))
+    log.info(leaderboard(study))
     try:
         registered, best = register_best_model(study, client), best_result(study)
-        click.echo(f"Best model registered as {registered}: trial {best.trial.number}, {best.describe(space.metric)}")
+        log.info(f"Best model registered as {registered}: trial {best.trial.number}, {best.describe(space.metric)}")
     except UserError as exc:  # no complete trial, or its checkpoint was not kept: the sweep itself succeeded
-        click.echo(f"Best model not registered: {exc}")
+        log.info(f"Best model not registered: {exc}")
     return SweepResult(study, parent_run_id, exp_id)

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
-import click
 import optuna
 import torch
 
-from gpt.data import TokenizedText
-from gpt.environment import load_tokens
+from gpt.environment import LoadedText, load_tokens
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, received_signal, stop_signals_remembered
 from sweeps.admission import TrialNotRun
 from sweeps.callbacks import TrialBookkeeper
 from sweeps.objective import TRIAL_FAILURES, TrialObjective
+from sweeps.optuna_internals import experimental_features
 from sweeps.recovery import stale_trial_callback
 from sweeps.settings import SweepSettings
 from sweeps.storage import open_storage
@@ -33,6 +31,8 @@ from sweeps.study_runs import parent_run_of
 from sweeps.trial_states import COUNTED_STATES
 from tracking.store import connect, experiment_id
 
+log = logging.getLogger(__name__)
+
 ORPHAN_CHECK_S = 1.0
 
 
@@ -41,39 +41,27 @@ def started_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
-def run_worker(settings: SweepSettings, loaded: tuple[TokenizedText, Any] | None = None) -> None:
+def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
     """Join the study and run trials until finished and running ones reach ``settings.trials``.
 
-    ``loaded`` is the text this process has already tokenized, if any.
+    ``text`` is the corpus this process has already tokenized, if any.
     """
     space = settings.load_space()
-    client = connect(settings.tracking_uri)
-    tokens, tokenizer = loaded or load_tokens(settings.data, val_data=settings.val_data, text_field=settings.text_field)
+    options = settings.run
+    client = connect(options.tracking_uri)
+    text = text or load_tokens(options.data, val_data=options.val_data, text_field=options.text_field)
     on_stale = stale_trial_callback(client.tracking_uri)
     storage = open_storage(settings.storage, settings.heartbeat_s, on_stale, settings.storage_retry_s)
     study, _ = open_study(space, settings.study_name, storage, settings.parallel)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold a place in the count
     if started_trials(study) >= settings.trials:
         return
     parent_run_id = parent_run_of(study, client)
     # Each trial's loss plot is drawn and uploaded on this thread while the next trial trains.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loss-plots") as plotter:
-        objective = TrialObjective(
-            space=space,
-            trials=settings.trials,
-            client=client,
-            experiment=experiment_id(client, settings.experiment),
-            parent_run_id=parent_run_id,
-            tokens=tokens,
-            tokenizer=tokenizer,
-            device=settings.device,
-            log_every=settings.log_every,
-            keep_checkpoints=settings.checkpoints_while_searching,
-            plotter=plotter,
-            system_metrics=settings.system_metrics,
-        )
+        experiment = experiment_id(client, options.experiment)
+        objective = TrialObjective(settings, space, client, experiment, parent_run_id, text, plotter)
         with outages_surfaced():
             study.optimize(
                 objective,
@@ -134,13 +122,11 @@ def _worker_process(
         except KeyboardInterrupt:
             raise SystemExit(exit_status()) from None
         except UserError as exc:
-            click.echo(f"Error: worker {placement.index}: {exc}", err=True)
+            log.error(f"Error: worker {placement.index}: {exc}")
             raise SystemExit(2) from None
 
 
-def run_workers(
-    settings: SweepSettings, loaded: tuple[TokenizedText, Any], setup: Callable[[WorkerPlacement], None]
-) -> None:
+def run_workers(settings: SweepSettings, text: LoadedText, setup: Callable[[WorkerPlacement], None]) -> None:
     """Run the trials here, or in ``workers`` spawned processes that split the cores.
 
     ``setup`` is run first in each spawned process, like ``multiprocessing.Pool``'s initializer: it
@@ -148,12 +134,12 @@ def run_workers(
     A Ctrl-C or SIGTERM here is passed on to the workers, which close their trials and stop.
     """
     if settings.workers == 1:
-        run_worker(settings, loaded=loaded)
+        run_worker(settings, text)
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // settings.workers)
     context = multiprocessing.get_context("spawn")  # never fork a process that has torch's threads running
-    placements = [WorkerPlacement(index, gpu_of_worker(index, settings.device), threads)
+    placements = [WorkerPlacement(index, gpu_of_worker(index, settings.run.device), threads)
                   for index in range(settings.workers)]  # fmt: skip
     processes = [
         context.Process(

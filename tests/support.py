@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 import runner
 from gpt.training import TrainingCallback
+from sweeps import JOURNAL_NAME
 from sweeps.storage import open_storage
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from tracking.ui import stop_group
@@ -119,7 +120,7 @@ def children_of(client: MlflowClient, parent_id: str):
 
 
 def study_at(tmp_path: Path, name: str = "sweep-tiny") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / "optuna-journal.log")))
+    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / JOURNAL_NAME)))
 
 
 def points(study: optuna.Study) -> list[tuple]:

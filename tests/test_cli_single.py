@@ -16,6 +16,7 @@ import runner
 from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import PRESETS, read_config_file, resolve_config
 from gpt.environment import prepare_environment
+from tracking.run_options import RunOptions
 from tracking.runs import holder_is_gone, process_tags, tracked_run
 from tracking.single import run_single
 from tracking.store import connect, experiment_id
@@ -170,12 +171,11 @@ def batch_losses(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
 def test_resume_continues_the_same_run_with_the_losses_of_an_uninterrupted_one(store, verdict, capsys):
     overrides = {"num_epochs": 2, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "max_length": 16, "stride": 32}
     config = resolve_config("quick", None, {**overrides, "eval_freq": 10})
-    whole = run_single(config, "quick", str(verdict), "cpu", tracking_uri=store)
+    options = RunOptions(data=str(verdict), device="cpu", tracking_uri=store)
+    whole = run_single(config, "quick", options)
     steps = whole.history.step + 1
     with pytest.raises(KeyboardInterrupt):  # stopped in the first epoch, between two evaluations
-        run_single(
-            config, "quick", str(verdict), "cpu", tracking_uri=store, callbacks=[StopAt(13, KeyboardInterrupt())]
-        )
+        run_single(config, "quick", options, callbacks=[StopAt(13, KeyboardInterrupt())])
     client = MlflowClient(store)
     (stopped,) = [r.info.run_id for r in client.search_runs([whole.experiment_id]) if r.info.status == "KILLED"]
 
@@ -196,8 +196,9 @@ def test_resume_continues_the_same_run_with_the_losses_of_an_uninterrupted_one(s
 @pytest.mark.slow
 def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
     config = resolve_config("quick", None, {"num_epochs": 1, "emb_dim": 16, "n_heads": 2, "n_layers": 1})
+    options = RunOptions(data=str(verdict), device="cpu", tracking_uri=store)
     with pytest.raises(KeyboardInterrupt):
-        run_single(config, "quick", str(verdict), "cpu", tracking_uri=store, callbacks=[StopAt(2, KeyboardInterrupt())])
+        run_single(config, "quick", options, callbacks=[StopAt(2, KeyboardInterrupt())])
     client = MlflowClient(store)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "checkpoint" / "model.pt"
@@ -211,12 +212,13 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
 
 @pytest.mark.slow
 def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verdict, tmp_path):
+    """The sweeps package and its settings module are declarations the CLI builds its flags from."""
     args = ["single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "1", "--emb-dim", "16",
             "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--stride", "256"]  # fmt: skip
     code = (
         f"import sys, runner; status = runner.main({args!r}); "
         "print('status', status, 'loaded:', sorted(m for m in sys.modules "
-        "if m in ('optuna', 'matplotlib.pyplot') or m.startswith('sweeps.')))"  # the package holds only defaults
+        "if m in ('optuna', 'matplotlib.pyplot') or m.startswith('sweeps.') and m != 'sweeps.settings'))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip

@@ -12,6 +12,7 @@ from support import TINY_BASE, children_of, study_at, sweep, write_space
 import runner
 from gpt.corpus import load_source
 from gpt.data import gpt2_encoding, token_ids
+from sweeps import JOURNAL_NAME
 from sweeps.ranking import best_result, confirmation_key, final_order
 from sweeps.report import describe_best, leaderboard
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
@@ -81,7 +82,7 @@ def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(t
     assert "Confirming the 3 best configurations with 1 more seed each: 1 run to train" in capsys.readouterr().out
     assert len([r for r in children_of(client, parent_id) if "confirms_trial" in r.data.tags]) == 3
 
-    journal = str(tmp_path / "optuna-journal.log")
+    journal = str(tmp_path / JOURNAL_NAME)
     assert runner.main(["best", "--study", "sweep-tiny", "--storage", journal]) == 0
     assert "over 2 seeds" in capsys.readouterr().out
 

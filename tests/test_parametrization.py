@@ -24,7 +24,9 @@ from gpt.errors import ConfigError
 from gpt.model import GPTModel
 from gpt.parametrization import INIT_STD, ShapeScaling
 from gpt.training import train_step
+from sweeps import JOURNAL_NAME
 from tracking.models import load_run_model, register_run_model
+from tracking.run_options import RunOptions
 from tracking.single import run_single
 
 BASE = dict(vocab_size=300, context_length=32, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0)
@@ -151,10 +153,10 @@ def test_a_mup_model_resumes_with_the_uninterrupted_losses_and_loads_back_from_m
                  "eval_freq": 10, "precision": "fp32", "parametrization": "mup", "base_emb_dim": 16,
                  "base_n_heads": 2, "base_n_layers": 1}  # fmt: skip
     config = resolve_config("quick", None, overrides)
-    whole = run_single(config, "quick", str(verdict), "cpu", tracking_uri=store, system_metrics=False)
+    options = RunOptions(data=str(verdict), device="cpu", tracking_uri=store, system_metrics=False)
+    whole = run_single(config, "quick", options)
     with pytest.raises(KeyboardInterrupt):
-        run_single(config, "quick", str(verdict), "cpu", tracking_uri=store, system_metrics=False,
-                   callbacks=[StopAt(13, KeyboardInterrupt())])  # fmt: skip
+        run_single(config, "quick", options, callbacks=[StopAt(13, KeyboardInterrupt())])
     client = MlflowClient(store)
     (stopped,) = [r.info.run_id for r in client.search_runs([whole.experiment_id]) if r.info.status == "KILLED"]
     assert runner.main(["single", "--resume", stopped, "--tracking-uri", store, "--device", "cpu"]) == 0
@@ -186,7 +188,7 @@ seed: 3
 """, "transfer.yaml")  # fmt: skip
     assert sweep(space, store, verdict, "--trials", "2") == 0
     exported = tmp_path / "best.yaml"
-    journal = str(tmp_path / "optuna-journal.log")
+    journal = str(tmp_path / JOURNAL_NAME)
     assert runner.main(["best", "--study", "sweep-transfer", "--storage", journal, "--export", str(exported)]) == 0
     best_rate = read_config_file(exported)["learning_rate"]
     wider = ["--emb-dim", "64", "--n-heads", "4", "--n-layers", "2", "--experiment", "big"]

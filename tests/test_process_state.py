@@ -45,13 +45,15 @@ from gpt.generation import SamplingSettings
 from sweeps.settings import SweepSettings
 from sweeps.sweep import run_sweep
 from tracking.models import register_run_model, sample_from_run
+from tracking.run_options import RunOptions
 from tracking.single import run_single
 from tracking.store import connect
 
 store = f"sqlite:///{folder / 'mlflow.db'}"
 config = resolve_config("quick", None, {"max_steps": 4, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
                                         "max_length": 16, "final_eval_tokens": 512})
-run = run_single(config, "quick", verdict, "cpu", tracking_uri=store, output_dir=folder, system_metrics=False)
+options = RunOptions(data=verdict, device="cpu", tracking_uri=store, system_metrics=False)
+run = run_single(config, "quick", options, output_dir=folder)
 register_run_model(connect(store), run.run_id, "purity")
 sample_from_run(store, run.run_id, "Every effort", SamplingSettings.for_strategy("greedy", None, None, None, 3))
 space = folder / "space.yaml"

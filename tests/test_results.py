@@ -26,6 +26,7 @@ from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 from sweeps.study_runs import RUN_ID_ATTR
 from tracking.models import register_run_model
+from tracking.run_options import RunOptions
 from tracking.single import run_single
 from tracking.ui import exposure_warning
 
@@ -129,8 +130,8 @@ def test_a_registered_model_carries_its_best_steps_losses_and_leaves_its_run_as_
     # A high learning rate on this short text: the val loss is lowest before the last step (35 of 39 here).
     overrides = {"max_steps": 40, "eval_freq": 5, "learning_rate": 1e-2, "final_eval_tokens": 512, "precision": "fp32"}
     config = resolve_config("quick", None, overrides)
-    result = run_single(config, "quick", str(verdict), "cpu", tracking_uri=store, output_dir=tmp_path,
-                        system_metrics=False)  # fmt: skip
+    options = RunOptions(data=str(verdict), device="cpu", tracking_uri=store, system_metrics=False)
+    result = run_single(config, "quick", options, output_dir=tmp_path)
     client = MlflowClient(store)
     before = client.get_run(result.run_id)
     best_step = int(before.data.metrics["best_val_step"])

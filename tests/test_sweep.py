@@ -10,6 +10,7 @@ from support import REPO, SPACE, TINY_BASE, children_of, points, study_at, sweep
 
 import runner
 from gpt.checkpoint import load_checkpoint
+from sweeps import JOURNAL_NAME
 from sweeps.sampling import REPORT_POINTS
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 
@@ -58,7 +59,7 @@ def test_broken_spaces_are_refused_before_any_trial(text, message, tmp_path, sto
     assert sweep(space, store, verdict, "--dry-run") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
-    assert not (tmp_path / "optuna-journal.log").exists()
+    assert not (tmp_path / JOURNAL_NAME).exists()
 
 
 def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
@@ -80,7 +81,7 @@ def test_dry_run_prints_the_resolved_space_and_touches_no_store(tmp_path, store,
     assert sweep(write_space(tmp_path, SPACE), store, verdict, "--dry-run", "--pruner", "hyperband") == 0
     out = capsys.readouterr().out
     assert "learning_rate: float 1e-05..0.03 log" in out and "pruner: hyperband" in out and "emb_dim': 16" in out
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna-journal.log").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / JOURNAL_NAME).exists()
 
 
 def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(tmp_path, store, verdict, capsys):
@@ -145,7 +146,7 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     assert "model_state_dict" in best_checkpoint and "optimizer_state_dict" not in best_checkpoint  # never resumed
 
     exported = tmp_path / "best.yaml"
-    journal = str(tmp_path / "optuna-journal.log")
+    journal = str(tmp_path / JOURNAL_NAME)
     assert runner.main(["best", "--study", "sweep-tiny", "--storage", journal, "--export", str(exported)]) == 0
     assert f"#{study.best_trial.number}" in capsys.readouterr().out
     args = ["single", "--config", str(exported), "--data", str(verdict), "--tracking-uri", store]

@@ -18,7 +18,7 @@ from gpt.device import choose_device
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
-from tracking.fluent_scope import fluent_calls_on
+from tracking.mlflow_internals import fluent_calls_on
 from tracking.store import connect, redacted
 from tracking.training import CHECKPOINT_FILE
 

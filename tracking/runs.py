@@ -20,9 +20,9 @@ from gpt.environment import TrainingSetup
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.training import total_steps
+from tracking.mlflow_internals import system_metrics_logged
 from tracking.processes import ProcessId
 from tracking.store import refusal_explained
-from tracking.system_metrics import system_metrics_logged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAMS_PER_CALL = 100

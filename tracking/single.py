@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
@@ -19,11 +19,14 @@ from gpt.distributed import ProcessGroup
 from gpt.environment import TrainingSetup, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.model import count_parameters
-from gpt.training import ConsoleReporter, TrainingCallback, TrainingHistory, total_steps, train
+from gpt.training import TrainingCallback, TrainingHistory, total_steps, train
 from tracking.models import download_checkpoint
+from tracking.run_options import RunOptions
 from tracking.runs import holder_is_gone, log_params, run_params, set_description, tracked_run
-from tracking.store import DEFAULT_EXPERIMENT, connect, experiment_id
+from tracking.store import connect, experiment_id
 from tracking.training import train_tracked
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,45 +119,42 @@ def how_to_open(client: MlflowClient, experiment: str, run_id: str) -> str:
 def run_single(
     config: TrainingConfig,
     mode: str,
-    data: str | Sequence[str] | None = None,
-    device: str = "auto",
-    log_every: int = 1,
-    experiment: str = DEFAULT_EXPERIMENT,
-    tracking_uri: str | None = None,
+    options: RunOptions | None = None,
     run_name: str | None = None,
     output_dir: Path = Path("."),
     callbacks: Sequence[TrainingCallback] = (),
-    system_metrics: bool = True,
     group: ProcessGroup | None = None,
-    val_data: str | Sequence[str] | None = None,
-    text_field: str = DEFAULT_TEXT_FIELD,
 ) -> SingleRunResult | None:
     """Check the store, ready data and model, then train inside one MLflow run.
 
+    What it has to say (the model, the run, each evaluation through ``ConsoleReporter`` among
+    ``callbacks`` if the caller wants them) goes to this module's logger; the command line shows it.
     Under torchrun (``group``) rank 0 does all that; the other processes train their shards
     beside it, untracked, and return None.
     """
+    options = options or RunOptions()
+    texts = {"val_data": options.val_data, "text_field": options.text_field}
     if group is not None and not group.is_main:
-        texts = {"val_data": val_data, "text_field": text_field}
-        train(prepare_environment(config, data, device, group=group, **texts), progress_bar=False)
+        train(prepare_environment(config, options.data, options.device, group=group, **texts), progress_bar=False)
         return None
-    check_outputs(log_every, output_dir)
-    client = connect(tracking_uri)
-    env = prepare_environment(config, data, device, group=group, val_data=val_data, text_field=text_field)
-    click.echo(describe_environment(env))
-    exp_id = experiment_id(client, experiment)
-    with tracked_run(client, exp_id, run_name, tags={"mode": mode}, system_metrics=system_metrics) as run_id:
-        click.echo(f"MLflow run {run_id} started")
+    check_outputs(output_dir)
+    client = connect(options.tracking_uri)
+    env = prepare_environment(config, options.data, options.device, group=group, **texts)
+    log.info(describe_environment(env))
+    exp_id = experiment_id(client, options.experiment)
+    tags = {"mode": mode}
+    with tracked_run(client, exp_id, run_name, tags=tags, system_metrics=options.system_metrics) as run_id:
+        log.info(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
         set_description(client, run_id, run_description(env, mode))
         with resume_hint(run_id), plot_beside() as plotter:
             history = train_tracked(
-                env, client, run_id, [ConsoleReporter(), *callbacks], log_every, plot_dir=output_dir, plotter=plotter
+                env, client, run_id, callbacks, options.log_every, plot_dir=output_dir, plotter=plotter
             )
-        click.echo(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
-        click.echo(describe_result(history))
+        log.info(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
+        log.info(describe_result(history))
         set_description(client, run_id, run_description(env, mode, history))
-    click.echo(how_to_open(client, experiment, run_id))
+    log.info(how_to_open(client, options.experiment, run_id))
     return SingleRunResult(run_id, exp_id, history)
 
 
@@ -171,13 +171,11 @@ def resume_hint(run_id: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(f"Continue this run with: python runner.py single --resume {run_id}", err=True)
+        log.warning(f"Continue this run with: python runner.py single --resume {run_id}")
         raise
 
 
-def check_outputs(log_every: int, output_dir: Path) -> None:
-    if log_every < 1:
-        raise ConfigError(f"log_every must be >= 1 (got {log_every})")
+def check_outputs(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -197,16 +195,14 @@ def check_left_running(run: Run, force: bool) -> None:
             f"MLflow run {run.info.run_id} is RUNNING in {where}, which this machine cannot check; "
             "if it is gone, resume with --force"
         )
-    click.echo(f"MLflow run {run.info.run_id} was left RUNNING by {where}, which is gone; resuming it")
+    log.info(f"MLflow run {run.info.run_id} was left RUNNING by {where}, which is gone; resuming it")
 
 
 def resume_single(
     run_id: str,
-    device: str = "auto",
-    log_every: int = 1,
-    tracking_uri: str | None = None,
+    options: RunOptions | None = None,
     output_dir: Path = Path("."),
-    system_metrics: bool = True,
+    callbacks: Sequence[TrainingCallback] = (),
     force: bool = False,
     group: ProcessGroup | None = None,
 ) -> SingleRunResult | None:
@@ -215,11 +211,13 @@ def resume_single(
     A run left RUNNING by a process that died without closing it (SIGKILL, the OOM killer) is
     resumed too; one left RUNNING on another machine only with ``force``, as this one cannot tell.
     Under torchrun (``group``) every process reads the checkpoint; rank 0 alone checks and logs the run.
+    The run's own texts are read again; of ``options`` only the device, logging and store apply.
     """
+    options = options or RunOptions()
     main = group is None or group.is_main
     if main:
-        check_outputs(log_every, output_dir)
-    client = connect(tracking_uri)
+        check_outputs(output_dir)
+    client = connect(options.tracking_uri)
     checkpoint = download_checkpoint(client, run_id)  # also: the run exists and has a checkpoint
     run = client.get_run(run_id)
     if main and run.info.status == "RUNNING":
@@ -229,7 +227,7 @@ def resume_single(
     env = prepare_environment(
         config,
         values_of(params.get("data_source")),
-        device,
+        options.device,
         group=group,
         val_data=values_of(params.get("val_data_source")),
         text_field=params.get("text_field", DEFAULT_TEXT_FIELD),
@@ -246,15 +244,15 @@ def resume_single(
     if not main:
         train(env, progress_bar=False, history=history)
         return None
-    click.echo(describe_environment(env))
-    click.echo(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
-    with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=system_metrics):
+    log.info(describe_environment(env))
+    log.info(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
+    with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=options.system_metrics):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
         with resume_hint(run_id), plot_beside() as plotter:
             history = train_tracked(
-                env, client, run_id, [ConsoleReporter()], log_every, plot_dir=output_dir, history=history,
+                env, client, run_id, callbacks, options.log_every, plot_dir=output_dir, history=history,
                 plotter=plotter,
             )  # fmt: skip
-        click.echo(describe_result(history))
+        log.info(describe_result(history))
         set_description(client, run_id, run_description(env, run.data.params.get("mode", "resumed"), history))
     return SingleRunResult(run_id, run.info.experiment_id, history)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 
-import click
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from gpt.checkpoint import save_checkpoint
 from gpt.config import write_config_file
@@ -21,8 +18,11 @@ from gpt.errors import one_line
 from gpt.interrupt import stopped_by
 from gpt.model import count_parameters
 from gpt.training import TrainingCallback, TrainingHistory, train
+from tracking.mlflow_internals import delete_artifacts, local_artifact_dir
 from tracking.reporter import MlflowReporter
 from tracking.runs import log_metrics, set_tags
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/model.pt"
@@ -108,17 +108,7 @@ def log_loss_plot(
 def _report_failure(future: Future) -> None:
     """A plot drawn off the training thread that fails costs a line, never the sweep."""
     if future.exception() is not None:
-        click.echo(f"Could not log a loss plot: {one_line(future.exception())}", err=True)
-
-
-def local_artifact_dir(artifact_uri: str) -> Path | None:
-    """The folder behind a run's artifact URI when it is on this machine's disk, else None."""
-    parsed = urllib.parse.urlparse(artifact_uri)
-    if parsed.scheme == "file":
-        return Path(urllib.request.url2pathname(parsed.path))
-    if parsed.scheme == "" and artifact_uri.startswith("/"):
-        return Path(artifact_uri)
-    return None
+        log.warning(f"Could not log a loss plot: {one_line(future.exception())}")
 
 
 def log_checkpoint(
@@ -151,13 +141,9 @@ class RunCheckpointer(TrainingCallback):
 
 def delete_checkpoint(client: MlflowClient, run_id: str, reason: str) -> bool:
     """Delete the run's checkpoint from any artifact store and say why in its tag; False if it had none."""
-    run = client.get_run(run_id)
-    if run.data.tags.get("checkpoint") != CHECKPOINT_FILE:
+    if client.get_run(run_id).data.tags.get("checkpoint") != CHECKPOINT_FILE:
         return False
-    # MlflowClient has no delete call; the repository for the run's artifact URI, reached through this
-    # client's store (a tracking server proxies its artifacts), does it.
-    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
     with contextlib.suppress(FileNotFoundError):  # two sweep commands on one store dropped it at once
-        repository.delete_artifacts(CHECKPOINT_DIR)
+        delete_artifacts(client, run_id, CHECKPOINT_DIR)
     set_tags(client, run_id, {"checkpoint": f"removed: {reason}"})
     return True

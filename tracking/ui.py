@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -12,10 +13,10 @@ import sys
 import time
 import urllib.request
 
-import click
-
 from gpt.errors import UserError
 from tracking.store import redacted
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60
 
@@ -80,12 +81,12 @@ def wait_until_ready(process: subprocess.Popen, url: str) -> None:
 def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
     """Start ``mlflow ui`` for ``tracking_uri``, print its address, and serve until Ctrl-C or SIGTERM."""
     if tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"The store is already served by a tracking server: open {redacted(tracking_uri)}")
+        log.info(f"The store is already served by a tracking server: open {redacted(tracking_uri)}")
         return
     check_port_free(host, port)
     warning = exposure_warning(host, port)
     if warning:
-        click.echo(warning, err=True)
+        log.warning(warning)
     url = f"http://{host}:{port}"
     # Browsing needs no background job runner (7 more processes); its own session, so that the
     # helper processes mlflow still starts stop with it.
@@ -93,12 +94,12 @@ def serve_ui(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> No
     process = subprocess.Popen(ui_command(tracking_uri, host, port), env=env, start_new_session=True)
     try:
         wait_until_ready(process, url)
-        click.echo(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
+        log.info(f"MLflow UI for {redacted(tracking_uri)} at {url} (Ctrl-C stops it)")
         # MLflow 3's UI opens on its GenAI pages until "Model training" is picked at the top left; this link picks it.
-        click.echo(f"Runs and sweeps: {url}/#/experiments?workflowType=machine_learning")
+        log.info(f"Runs and sweeps: {url}/#/experiments?workflowType=machine_learning")
         process.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server and its helpers go too (below)
-        click.echo("Stopping the MLflow UI")
+        log.info("Stopping the MLflow UI")
         raise
     finally:
         stop_group(process)

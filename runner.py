@@ -15,7 +15,18 @@ from typing import Any
 
 import click
 
-from gpt.config import DEVICES, MODES, STRATEGIES, ModelConfig, TrainingConfig, read_config_file, resolve_config
+from gpt.config import (
+    DEFAULT_TOP_K,
+    DEFAULT_TOP_P,
+    DEVICES,
+    MODES,
+    SCALAR_TYPES,
+    STRATEGIES,
+    ModelConfig,
+    TrainingConfig,
+    read_config_file,
+    resolve_config,
+)
 from gpt.errors import UserError
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 from process_setup import (
@@ -36,7 +47,6 @@ STORAGE_OPTION = click.option(
     envvar="GPT_RUNNER_STORAGE",  # keeps a database password out of `ps` and shell history
     help="Optuna RDB URL or journal file [default: $GPT_RUNNER_STORAGE, else optuna-journal.log beside mlflow.db].",
 )
-SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def setting_option(f: dataclasses.Field, with_default: bool = True):
@@ -52,7 +62,7 @@ def setting_option(f: dataclasses.Field, with_default: bool = True):
         return click.option(f"{flag}/--no-{flag[2:]}", f.name, **shown)
     if type_name.startswith("tuple["):  # a repeatable flag
         return click.option(flag, f.name, multiple=True, help=meta["help"])
-    kind: Any = SCALARS[type_name]
+    kind: Any = SCALAR_TYPES[type_name]
     if meta["choices"]:
         kind = click.Choice(meta["choices"])
     elif kind is int and meta["minimum"] is not None:
@@ -212,8 +222,8 @@ def ui(host, port, tracking_uri) -> None:
 @click.option("--prompt", default="Every effort moves you", show_default=True)
 @click.option("--max-new-tokens", type=int, default=50, show_default=True)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="greedy", show_default=True)
-@click.option("--top-k", type=int, help="Tokens to sample from with top-k [default: 50].")
-@click.option("--top-p", type=float, help="Probability mass to sample from with top-p [default: 0.9].")
+@click.option("--top-k", type=int, help=f"Tokens to sample from with top-k [default: {DEFAULT_TOP_K}].")
+@click.option("--top-p", type=float, help=f"Probability mass to sample from with top-p [default: {DEFAULT_TOP_P}].")
 @click.option("--temperature", type=float, help="Sampling temperature for top-k and top-p [default: 1.0].")
 @click.option("--seed", type=int, help="Seed for sampling, for repeatable text.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)

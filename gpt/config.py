@@ -59,9 +59,11 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+SCALAR_TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # a field's annotation, as text, to its type
+
+
 def _typed_values(cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
-    scalar = {"int": int, "float": float, "str": str, "bool": bool}
-    kinds = {f.name: scalar[f.type] for f in fields(cls) if f.type in scalar}
+    kinds = {f.name: SCALAR_TYPES[f.type] for f in fields(cls) if f.type in SCALAR_TYPES}
     unknown = sorted(set(values) - set(kinds))
     if unknown:
         known = ", ".join(sorted(kinds))
@@ -361,4 +363,6 @@ def write_config_file(config: TrainingConfig, path: str | Path) -> Path:
     return path
 
 
-STRATEGIES = ("greedy", "top-k", "top-p")
+STRATEGIES = ("greedy", "top-k", "top-p")  # how `generate` picks each next token
+DEFAULT_TOP_K = 50  # tokens top-k samples from unless told
+DEFAULT_TOP_P = 0.9  # probability mass top-p samples from unless told

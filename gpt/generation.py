@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import tiktoken
 import torch
 
-from gpt.config import STRATEGIES
+from gpt.config import DEFAULT_TOP_K, DEFAULT_TOP_P, STRATEGIES
 from gpt.errors import ConfigError
 from gpt.model import GPTModel
 
@@ -30,7 +30,8 @@ class SamplingSettings:
         temperature: float | None = None,
         max_new_tokens: int = 50,
     ) -> SamplingSettings:
-        """greedy: the likeliest token; top-k (k 50) and top-p (p 0.9) sample at temperature 1 unless given."""
+        """greedy: the likeliest token; top-k and top-p sample with ``DEFAULT_TOP_K`` and ``DEFAULT_TOP_P`` at
+        temperature 1 unless given."""
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
         if strategy not in STRATEGIES:
@@ -47,11 +48,11 @@ class SamplingSettings:
         if temperature <= 0:
             raise ConfigError(f"temperature must be > 0 when sampling (got {temperature})")
         if strategy == "top-k":
-            top_k = 50 if top_k is None else top_k
+            top_k = DEFAULT_TOP_K if top_k is None else top_k
             if top_k < 1:
                 raise ConfigError(f"top_k must be >= 1 (got {top_k})")
             return cls(temperature, top_k=top_k, max_new_tokens=max_new_tokens)
-        top_p = 0.9 if top_p is None else top_p
+        top_p = DEFAULT_TOP_P if top_p is None else top_p
         if not 0 < top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1] (got {top_p})")
         return cls(temperature, top_p=top_p, max_new_tokens=max_new_tokens)

@@ -18,10 +18,12 @@ from optuna.trial import FrozenTrial
 from gpt.config import TrainingConfig
 from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import one_line
-from sweeps.objective import TRIAL_FAILURES, objective_value
+from gpt.training import TrainingHistory
+from sweeps.objective import TRIAL_FAILURES, log_time_split, objective_value
 from sweeps.ranking import confirmation_key, confirmed_ranking, ranked_trials
 from sweeps.settings import SweepSettings
-from tracking.runs import log_params, run_params, tracked_run
+from sweeps.study_runs import child_run_tags
+from tracking.runs import log_params, run_params, set_description, tracked_run
 from tracking.training import train_tracked
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,17 @@ def missing_confirmations(study: optuna.Study, best: int, seeds: int) -> list[tu
     ]
 
 
+def confirmation_description(
+    trial: FrozenTrial, seed: int, study_name: str, metric: str, result: str = "training"
+) -> str:
+    """A confirmation run's description in MLflow's UI: which trial it repeats, on which seed, and how it did."""
+    return (
+        f"**Confirmation** of trial {trial.number} of study `{study_name}` with seed {seed}: {result} "
+        f"(the trial's own seed: {metric} {trial.value:.4f}). The sweep ranks a configuration by the mean "
+        "over its seeds."
+    )
+
+
 def confirm_best(
     study: optuna.Study,
     settings: SweepSettings,
@@ -68,22 +81,24 @@ def confirm_best(
     for done, (trial, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
         config = TrainingConfig.from_dict(trial.user_attrs["config"]).update(seed=seed)
-        tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "optuna_study": study.study_name,
-            "confirms_trial": str(trial.number),
-        }
+        tags = child_run_tags(parent_run_id, study.study_name, confirms_trial=str(trial.number))
         record: dict[str, Any] = {"seed": seed, "value": None}
         try:
             name = f"{study.study_name}-trial-{trial.number}-seed-{seed}"
             with tracked_run(client, experiment_id, name, tags, system_metrics=options.system_metrics) as run_id:
                 record["run_id"] = run_id
+                set_description(client, run_id, confirmation_description(trial, seed, study.study_name, metric))
                 env = prepare_environment(config, device=options.device, tokenizer=text.tokenizer, tokens=text.tokens)
                 log_params(client, run_id, run_params(env, {"study": study.study_name, "confirms_trial": trial.number}))
-                history = train_tracked(
-                    env, client, run_id, (), options.log_every, progress_bar=False, keep_checkpoint=False
-                )
-                record["value"] = objective_value(history, metric)
+                setup_s, history = time.perf_counter() - started, TrainingHistory()
+                try:
+                    train_tracked(env, client, run_id, (), options.log_every, progress_bar=False,
+                                  keep_checkpoint=False, history=history)  # fmt: skip
+                    record["value"] = objective_value(history, metric)
+                finally:
+                    log_time_split(client, run_id, history, setup_s, 0.0, started)
+                value = f"{metric} {record['value']:.4f}"
+                set_description(client, run_id, confirmation_description(trial, seed, study.study_name, metric, value))
         except TRIAL_FAILURES as exc:  # an unstable configuration: it ranks last, the sweep goes on
             record["fail_reason"] = one_line(exc, 500)
         study.set_user_attr(confirmation_key(trial.number, seed), record)

@@ -26,7 +26,7 @@ from sweeps.optuna_internals import FAILED_TRIAL_ATTR
 from sweeps.recovery import WORKER_ATTR, this_worker
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.space import SearchSpace
-from sweeps.study_runs import RUN_ID_ATTR, ranks_in_top
+from sweeps.study_runs import RUN_ID_ATTR, child_run_tags, ranks_in_top
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
 
@@ -68,6 +68,20 @@ class PruningReporter(TrainingCallback):
         self.trial.report(self.best if self.metric == "best_val_loss" else result.val_loss, point)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
+
+
+def log_time_split(
+    client: MlflowClient, run_id: str, history: TrainingHistory, setup_s: float, checkpoint_s: float, started: float
+) -> None:
+    """Where a sweep run's wall time went (``time_*_s`` metrics): setup, training steps, evaluations,
+    its checkpoint, and the whole since ``started``."""
+    log_metrics(client, run_id, max(history.step, 0), {
+        "time_setup_s": setup_s,
+        "time_train_s": history.train_seconds,
+        "time_eval_s": history.eval_seconds,
+        "time_checkpoint_s": checkpoint_s,
+        "time_total_s": time.perf_counter() - started,
+    })  # fmt: skip
 
 
 def queue_again(trial: optuna.Trial) -> None:
@@ -122,7 +136,7 @@ class TrialObjective:
         config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
         trial.set_user_attr("config", config.to_dict())
         study_name = trial.study.study_name
-        tags = {"mlflow.parentRunId": self.parent_run_id, "optuna_study": study_name, "trial_number": str(trial.number)}
+        tags = child_run_tags(self.parent_run_id, study_name, trial_number=str(trial.number))
         history, pruned, checkpoint_s = TrainingHistory(), None, 0.0
         run_name = f"{study_name}-trial-{trial.number}"
         options = self.settings.run
@@ -154,13 +168,7 @@ class TrialObjective:
                 ):  # a sweep trial is never resumed
                     log_checkpoint(env, self.client, run_id, history, resumable=False)
                 checkpoint_s = time.perf_counter() - checkpoint_started
-            log_metrics(self.client, run_id, max(history.step, 0), {
-                "time_setup_s": setup_s,
-                "time_train_s": history.train_seconds,
-                "time_eval_s": history.eval_seconds,
-                "time_checkpoint_s": checkpoint_s,
-                "time_total_s": time.perf_counter() - started,
-            })  # fmt: skip
+            log_time_split(self.client, run_id, history, setup_s, checkpoint_s, started)
         if pruned is not None:
             raise pruned
         return value

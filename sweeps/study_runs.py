@@ -15,13 +15,18 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
-from sweeps.ranking import best_result, best_trial, final_order, ranked_trials
+from sweeps.ranking import best_result, best_trial, final_order, maximizing, ranked_trials
 from tracking.runs import context_tags, create_run, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's MLflow parent run
 PARENT_WAIT_S = 60.0
+
+
+def child_run_tags(parent_run_id: str, study_name: str, **more: str) -> dict[str, str]:
+    """The tags of a run under the sweep's parent run (a trial's, a confirmation's): MLflow nests it there."""
+    return {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, **more}
 
 
 def best_run_id(study: optuna.Study) -> str:
@@ -92,8 +97,7 @@ def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
     if len(ranked) < keep:
         return True
     worst_kept = ranked[keep - 1].value
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return value > worst_kept if maximize else value < worst_kept
+    return value > worst_kept if maximizing(study) else value < worst_kept
 
 
 def remove_dropped_checkpoints(study: optuna.Study, client: MlflowClient, keep: int) -> list[int]:

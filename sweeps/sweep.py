@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from gpt.environment import load_tokens
 from gpt.errors import UserError
+from sweeps.callbacks import parent_description
 from sweeps.confirm import confirm_best
 from sweeps.ranking import best_result
 from sweeps.report import leaderboard, log_study_report
@@ -28,7 +29,7 @@ from sweeps.study_runs import (
 )
 from sweeps.workers import WorkerPlacement, run_workers
 from tracking.models import register_run_model
-from tracking.runs import tracked_run
+from tracking.runs import set_description, tracked_run
 from tracking.store import connect, experiment_id, redacted
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def run_sweep(
         if settings.confirm and settings.confirm_seeds:
             confirm_best(study, settings, client, exp_id, parent_run_id, text, space.metric)
             remove_dropped_checkpoints(study, client, settings.keep_checkpoints)
+            # the leaderboard written after the last trial knew one seed per configuration
+            set_description(client, parent_run_id, parent_description(study, space.metric, settings.trials))
         log_best_on_parent(study, client, parent_run_id, space.metric)
         log_study_report(study, client, parent_run_id, space)
     log.info(leaderboard(study))

@@ -20,7 +20,7 @@ from tracking.run_options import RunOptions
 from tracking.runs import holder_is_gone, process_tags, tracked_run
 from tracking.single import run_single
 from tracking.store import connect, experiment_id
-from tracking.training import train_tracked
+from tracking.training import CHECKPOINT_FILE, train_tracked
 
 
 def only_run(tracking_uri: str):
@@ -68,7 +68,7 @@ def test_quick_mode_end_to_end_leaves_one_complete_run(store, verdict, tmp_path)
     assert {"training_losses.png", "samples.txt", "config.yaml", "checkpoint"} <= artifacts
 
     local = client.download_artifacts(run.info.run_id, "", str(tmp_path / "artifacts"))
-    checkpoint = load_checkpoint(f"{local}/checkpoint/model.pt")
+    checkpoint = load_checkpoint(f"{local}/{CHECKPOINT_FILE}")
     model, config = restore_model(checkpoint)
     assert not model.training
     assert checkpoint["step"] == 8 and "optimizer_state_dict" in checkpoint and config == PRESETS["quick"]
@@ -117,7 +117,6 @@ def _bad(args, capsys):
         ),
     ],
 )
-@pytest.mark.slow
 def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, verdict):
     data = [] if "--data" in args or "--resume" in args else ["--data", str(verdict)]
     tracking = [] if "--tracking-uri" in args else ["--tracking-uri", store]
@@ -132,7 +131,6 @@ def test_bad_values_answer_one_line_and_status_2(args, message, capsys, store, v
     ("content", "message"),
     [(b"", "is empty"), (b"\xff\xfe\xfa" * 50, "is not UTF-8 text"), (b"PK\x03\x04\x00\x00" * 50, "is binary")],
 )
-@pytest.mark.slow
 def test_unusable_data_files(content, message, capsys, store, tmp_path):
     path = tmp_path / "data.txt"
     path.write_bytes(content)
@@ -144,7 +142,6 @@ def test_unusable_data_files(content, message, capsys, store, tmp_path):
 @pytest.mark.parametrize(
     ("error", "status"), [(KeyboardInterrupt(), "KILLED"), (RuntimeError("disk on fire"), "FAILED")]
 )
-@pytest.mark.slow
 def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, tiny_tokenizer):
     client = connect(store)
     config = PRESETS["quick"].update(vocab_size=257, emb_dim=16, n_heads=2, n_layers=1, max_length=32, batch_size=16)
@@ -156,8 +153,8 @@ def test_interrupted_and_failed_runs_are_closed(error, status, store, verdict, t
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "training_losses.png" in artifacts and "config.yaml" in artifacts  # what was logged stays
     if status == "KILLED":
-        assert run.data.tags["checkpoint"] == "checkpoint/model.pt"
-        local = client.download_artifacts(run_id, "checkpoint/model.pt")
+        assert run.data.tags["checkpoint"] == CHECKPOINT_FILE
+        local = client.download_artifacts(run_id, CHECKPOINT_FILE)
         assert load_checkpoint(local)["step"] == 3
     else:
         assert run.data.tags["error"] == "RuntimeError: disk on fire"
@@ -201,7 +198,7 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
         run_single(config, "quick", options, callbacks=[StopAt(2, KeyboardInterrupt())])
     client = MlflowClient(store)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "checkpoint" / "model.pt"
+    checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / CHECKPOINT_FILE
     checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
     capsys.readouterr()
     assert runner.main(["single", "--resume", run.info.run_id, "--tracking-uri", store]) == 2
@@ -246,7 +243,7 @@ def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finish
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert f"python runner.py single --resume {run.info.run_id}" in output
     assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
-    assert run.data.tags["checkpoint"] == "checkpoint/model.pt"
+    assert run.data.tags["checkpoint"] == CHECKPOINT_FILE
     resume = [*runner_py, "single", "--resume", run.info.run_id, "--tracking-uri", store]
     resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -270,7 +267,7 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
     process.kill()
     process.wait(timeout=30)
     assert client.get_run(run_id).info.status == "RUNNING", "the run ended before it could be killed"
-    killed_at = load_checkpoint(client.download_artifacts(run_id, "checkpoint/model.pt"))["step"]
+    killed_at = load_checkpoint(client.download_artifacts(run_id, CHECKPOINT_FILE))["step"]
     assert killed_at < 299 and (killed_at + 1) % 20 == 0
 
     assert runner.main(["single", "--resume", run_id, "--tracking-uri", store, "--device", "cpu"]) == 0
@@ -282,7 +279,7 @@ def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uni
                    if r.info.run_id != run_id]  # fmt: skip
 
     def final_history(run):
-        return load_checkpoint(client.download_artifacts(run, "checkpoint/model.pt"))["history"]
+        return load_checkpoint(client.download_artifacts(run, CHECKPOINT_FILE))["history"]
 
     resumed, uninterrupted = final_history(run_id), final_history(whole_id)
     assert [step for step, _ in resumed["batch_losses"]] == list(range(300))

@@ -66,6 +66,12 @@ def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(t
         record = study.user_attrs[confirmation_key(trial.number, 124)]
         assert record["run_id"] == run.info.run_id
         assert record["value"] == pytest.approx(run.data.metrics["final_val_loss"])
+        described = run.data.tags["mlflow.note.content"]
+        assert (
+            described.startswith(f"**Confirmation** of trial {trial.number}")
+            and "seed 124: final_val_loss" in described
+        )
+        assert {"time_setup_s", "time_train_s", "time_eval_s", "time_total_s"} <= run.data.metrics.keys()
 
     best = best_result(study)
     assert best.seeds == 2 and best.trial.number in top_two
@@ -74,7 +80,9 @@ def test_confirmations_run_resume_and_decide_the_best_and_the_registered_model(t
     assert best.mean <= other_mean
     (version,) = client.search_model_versions("name = 'gpt-sweep-tiny'")
     assert version.run_id == best.trial.user_attrs[RUN_ID_ATTR]
-    assert client.get_run(parent_id).data.tags["best_trial"] == str(best.trial.number)
+    parent = client.get_run(parent_id).data.tags
+    assert parent["best_trial"] == str(best.trial.number)
+    assert "not confirmed" not in parent["mlflow.note.content"], parent["mlflow.note.content"]
     assert f"trial {best.trial.number}, mean final_val_loss" in captured.out
 
     # Asked for one more confirmed configuration, the same command trains only that one.

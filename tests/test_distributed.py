@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from support import REPO, start_until_checkpointed
 
 from gpt.checkpoint import load_checkpoint
+from tracking.training import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
 
@@ -45,14 +46,14 @@ def test_two_gloo_processes_train_one_run_with_the_losses_of_one_process(verdict
     assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
     assert "on 2 processes" in run.data.tags["mlflow.note.content"]
     assert result.stdout.count("MLflow run ") == 2  # "started" and the closing line, from rank 0 only
-    history = load_checkpoint(client.download_artifacts(run.info.run_id, "checkpoint/model.pt"))["history"]
+    history = load_checkpoint(client.download_artifacts(run.info.run_id, CHECKPOINT_FILE))["history"]
     assert [step for step, _ in history["batch_losses"]] == list(range(30))
 
     one = f"sqlite:///{tmp_path / 'one.db'}"
     assert single(one, verdict, tmp_path, sys.executable, extra=MUP).returncode == 0
     one_client, one_run = the_run(one)
     assert one_run.data.params["world_size"] == "1" and one_run.data.params["parametrization"] == "mup"
-    expected = load_checkpoint(one_client.download_artifacts(one_run.info.run_id, "checkpoint/model.pt"))["history"]
+    expected = load_checkpoint(one_client.download_artifacts(one_run.info.run_id, CHECKPOINT_FILE))["history"]
     assert [loss for _, loss in history["batch_losses"]] == pytest.approx(
         [loss for _, loss in expected["batch_losses"]], rel=RELATIVE_TOLERANCE
     )
@@ -84,8 +85,8 @@ def test_a_two_process_run_killed_outright_resumes_under_torchrun(verdict, tmp_p
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "which is gone; resuming it" in resumed.stdout
     assert client.get_run(run_id).info.status == "FINISHED"
-    history = load_checkpoint(client.download_artifacts(run_id, "checkpoint/model.pt"))["history"]
+    history = load_checkpoint(client.download_artifacts(run_id, CHECKPOINT_FILE))["history"]
     whole_client, whole_run = the_run(whole)
-    expected = load_checkpoint(whole_client.download_artifacts(whole_run.info.run_id, "checkpoint/model.pt"))
+    expected = load_checkpoint(whole_client.download_artifacts(whole_run.info.run_id, CHECKPOINT_FILE))
     assert [step for step, _ in history["batch_losses"]] == list(range(120))
     assert history["batch_losses"] == expected["history"]["batch_losses"]

@@ -28,6 +28,7 @@ from sweeps.study_runs import RUN_ID_ATTR
 from tracking.models import register_run_model
 from tracking.run_options import RunOptions
 from tracking.single import run_single
+from tracking.training import CHECKPOINT_FILE
 from tracking.ui import exposure_warning
 
 TINY_SINGLE = ["--no-system-metrics", "--num-epochs", "1", "--emb-dim", "16", "--n-heads", "2", "--n-layers", "1"]
@@ -91,7 +92,7 @@ def trained_run(store, verdict) -> str:
 def test_a_truncated_checkpoint_is_one_clear_line(store, verdict, capsys):
     run_id = train_tiny(store, verdict)
     run = MlflowClient(store).get_run(run_id)
-    checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "checkpoint" / "model.pt"
+    checkpoint = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / CHECKPOINT_FILE
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     status, _, err = generate(capsys, store, "--run-id", run_id)
     assert status == 2 and f"the checkpoint of run {run_id} cannot be read" in err and "Traceback" not in err

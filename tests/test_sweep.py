@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -12,9 +13,9 @@ import runner
 from gpt.checkpoint import load_checkpoint
 from sweeps import JOURNAL_NAME
 from sweeps.sampling import REPORT_POINTS
+from sweeps.storage import open_storage
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
-
-pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+from tracking.training import CHECKPOINT_FILE
 
 
 def test_a_storage_password_is_never_printed_and_the_storage_can_come_from_the_environment(
@@ -71,7 +72,6 @@ def test_missing_space_file_and_bad_counts(tmp_path, store, verdict, capsys):
         ("--workers", "0"),
         ("--keep-checkpoints", "-1"),
         ("--log-every", "0"),
-        ("--timeout", "-1"),
     ):
         assert sweep(space, store, verdict, flag, value) == 2
         assert f"Invalid value for '{flag}'" in capsys.readouterr().err
@@ -84,6 +84,7 @@ def test_dry_run_prints_the_resolved_space_and_touches_no_store(tmp_path, store,
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / JOURNAL_NAME).exists()
 
 
+@pytest.mark.slow
 def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(tmp_path, store, verdict, capsys):
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "4") == 0
@@ -136,13 +137,13 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
             min(trial.intermediate_values.values())
         )
 
-    with_checkpoint = [n for n, run in children.items() if run.data.tags.get("checkpoint") == "checkpoint/model.pt"]
+    with_checkpoint = [n for n, run in children.items() if run.data.tags.get("checkpoint") == CHECKPOINT_FILE]
     assert with_checkpoint == [study.best_trial.number]
     for number, run in children.items():
         files = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
-        assert files == (["checkpoint/model.pt"] if number == study.best_trial.number else [])
+        assert files == ([CHECKPOINT_FILE] if number == study.best_trial.number else [])
     best_checkpoint = load_checkpoint(client.download_artifacts(children[study.best_trial.number].info.run_id,
-                                                                "checkpoint/model.pt", str(tmp_path)))  # fmt: skip
+                                                                CHECKPOINT_FILE, str(tmp_path)))  # fmt: skip
     assert "model_state_dict" in best_checkpoint and "optimizer_state_dict" not in best_checkpoint  # never resumed
 
     exported = tmp_path / "best.yaml"
@@ -155,6 +156,7 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     assert rerun.data.metrics["final_val_loss"] == pytest.approx(study.best_value, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_nan_trial_fails_and_the_sweep_goes_on_until_the_space_is_used_up(tmp_path, store, verdict, capsys):
     space = write_space(
         tmp_path,
@@ -171,6 +173,7 @@ def test_a_nan_trial_fails_and_the_sweep_goes_on_until_the_space_is_used_up(tmp_
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith("NonFiniteLossError")
 
 
+@pytest.mark.slow
 def test_a_study_made_from_another_space_is_not_mixed_in(tmp_path, store, verdict, capsys):
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "1") == 0
@@ -179,6 +182,7 @@ def test_a_study_made_from_another_space_is_not_mixed_in(tmp_path, store, verdic
     assert "made from a different search space" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_workers_run_exactly_the_trials_asked_for_and_never_the_same_point(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "5", "--workers", "2") == 0
@@ -190,6 +194,7 @@ def test_two_workers_run_exactly_the_trials_asked_for_and_never_the_same_point(t
     assert len(set(points(study))) == len(points(study)) == 5
 
 
+@pytest.mark.slow
 def test_two_sweep_commands_in_two_terminals_share_one_journal_and_run_exactly_n(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE)
     command = [sys.executable, str(REPO / "runner.py"), "sweep", "--space", str(space), "--trials", "4"]
@@ -209,6 +214,7 @@ def test_two_sweep_commands_in_two_terminals_share_one_journal_and_run_exactly_n
     assert len(children) == 4 and {run.info.status for run in children} == {"FINISHED"}
 
 
+@pytest.mark.slow
 def test_a_resumed_study_draws_the_points_an_uninterrupted_one_would(tmp_path, store, verdict):
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--trials", "2", "--study", "resumed") == 0
@@ -219,6 +225,7 @@ def test_a_resumed_study_draws_the_points_an_uninterrupted_one_would(tmp_path, s
     assert resumed == in_one_go
 
 
+@pytest.mark.slow
 def test_a_finite_space_is_searched_without_repeats_and_stops_when_used_up(tmp_path, store, verdict, capsys):
     space = write_space(
         tmp_path,
@@ -233,11 +240,19 @@ def test_a_finite_space_is_searched_without_repeats_and_stops_when_used_up(tmp_p
     assert len(set(points(study))) == len(points(study)) == 4
 
 
-def test_best_of_an_unknown_study(tmp_path, store, capsys):
+def test_best_without_the_storage_file_is_one_line(tmp_path, store, capsys):
     assert runner.main(["best", "--study", "nothing", "--storage", str(tmp_path / "j.log")]) == 2
     assert "no Optuna storage at" in capsys.readouterr().err
 
 
+def test_best_of_a_study_the_storage_does_not_hold_is_one_line(tmp_path, store, capsys):
+    journal = tmp_path / "j.log"
+    optuna.create_study(study_name="other", storage=open_storage(str(journal)))
+    assert runner.main(["best", "--study", "nothing", "--storage", str(journal)]) == 2
+    assert capsys.readouterr().err.strip() == f"Error: no study named 'nothing' in {journal}"
+
+
+@pytest.mark.slow
 def test_a_token_budget_in_the_base_gives_every_context_length_the_same_tokens(tmp_path, store, verdict):
     space = write_space(
         tmp_path,

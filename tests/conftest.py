@@ -43,3 +43,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A real MLflow SQLite store in a temp folder, which is also the working folder."""
     monkeypatch.chdir(tmp_path)
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tier first, so that a plain ``pytest`` shows a broken change within a minute; the order
+    within each tier is the files' own."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)

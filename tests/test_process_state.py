@@ -63,6 +63,7 @@ space.write_text(
 )
 settings = SweepSettings.in_folder(folder, space, 2, data=verdict, device="cpu", confirm=0, system_metrics=False)
 run_sweep(settings, worker_setup=lambda placement: None)
+print("REGISTERED " + " ".join(v.name for v in connect(store).search_model_versions("name = 'gpt-sweep-space'")))
 print("STATE " + json.dumps({"before": before, "after": state()}))
 """
 
@@ -100,4 +101,4 @@ def test_the_packages_change_nothing_process_wide(verdict, tmp_path):
     for key in before:
         assert after[key] == before[key], key
     assert not (tmp_path / "mlflow.db").exists()  # (artifacts do land in ./mlruns: MLflow's default root)
-    assert "Best model registered as models:/gpt-sweep-space/1" in result.stdout  # the sweep ran to its end
+    assert "REGISTERED gpt-sweep-space" in result.stdout  # the sweep ran to its end

@@ -1,10 +1,11 @@
 """Does a preset still reach the reference losses in a given precision? Training only, no tracking.
 
     python -m benchmarks.full_mode --mode full --precision bf16 --data ../shared/data/the-verdict.txt
-    python -m benchmarks.full_mode --mode full --set parametrization=mup --set learning_rate=2e-3
+    python -m benchmarks.full_mode --mode full --set parametrization=standard --set learning_rate=4e-4
 
-The reference for ``full`` (GPT-2 124M, ten epochs over The Verdict): final training
-loss below 1 and validation loss below 7. Runs where MLflow is not installed (a GPU box).
+The reference for ``full`` (GPT-2 124M under mup, ten epochs over The Verdict): a final validation loss
+at most the book's 6.37 (it ended at 5.89 in fp32 on a CPU; README, the full preset). Runs where MLflow is
+not installed (a GPU box).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from gpt.environment import prepare_environment
 from gpt.errors import ConfigError
 from gpt.training import ConsoleReporter, train
 from process_setup import prepare_training_process
+
+BOOK_VAL_LOSS = 6.37  # the book's run ended at train loss 0.57, val loss 6.37
 
 
 @click.command()
@@ -51,7 +54,7 @@ def main(mode: str, precision: str, device: str, settings: tuple[str, ...], curv
         f"{history.step + 1} steps, final train loss {last.train_loss:.3f}, final val loss {last.val_loss:.3f}, "
         f"best val loss {best.val_loss:.3f} at step {best.step}, last tokens/s {last.tokens_per_sec:.0f}"
     )
-    print(f"within the reference (train < 1, val < 7): {last.train_loss < 1 and last.val_loss < 7}")
+    print(f"within the reference (val <= {BOOK_VAL_LOSS}, the book's): {last.val_loss <= BOOK_VAL_LOSS}")
 
 
 if __name__ == "__main__":

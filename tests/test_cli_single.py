@@ -222,6 +222,7 @@ def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verd
     assert "status 0 loaded: []" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finishes_it(store, verdict, tmp_path):
     runner_py = [sys.executable, str(REPO / "runner.py")]
@@ -250,6 +251,7 @@ def test_sigterm_stops_a_single_run_killed_with_its_checkpoint_and_resume_finish
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_with_the_uninterrupted_losses(
     store, verdict, tmp_path, capsys

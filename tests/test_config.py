@@ -35,7 +35,8 @@ def test_bad_values_name_the_field_and_range(changes, message):
 
 def test_presets_hold_the_reference_values():
     full = PRESETS["full"]
-    assert (full.num_epochs, full.batch_size, full.learning_rate, full.weight_decay) == (10, 2, 4e-4, 0.1)
+    assert (full.num_epochs, full.batch_size, full.learning_rate, full.weight_decay) == (10, 2, 2e-3, 0.1)
+    assert full.model.parametrization == "mup" and full.model.base_emb_dim == PRESETS["quick"].model.emb_dim
     assert (full.eval_freq, full.max_length, full.model.context_length) == (5, 256, 256)
     assert full.start_context == "Every effort moves you"
     custom = PRESETS["custom"]

@@ -60,6 +60,7 @@ def test_two_gloo_processes_train_one_run_with_the_losses_of_one_process(verdict
     assert history["evals"][-1]["val_loss"] == pytest.approx(expected["evals"][-1]["val_loss"], rel=RELATIVE_TOLERANCE)
 
 
+@pytest.mark.serial
 def test_a_two_process_run_killed_outright_resumes_under_torchrun(verdict, tmp_path):
     """SIGKILL to torchrun and both processes; `torchrun ... --resume RUN_ID` goes on from the last periodic
     checkpoint, and the losses are those of an uninterrupted two-process run."""

@@ -106,6 +106,7 @@ def runner_command(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "runner.py"), *args]
 
 
+@pytest.mark.serial
 def test_a_killed_worker_goes_stale_by_heartbeat_and_the_rerun_finishes(postgres, tmp_path, store, verdict):
     storage = postgres.database("heartbeat")
     space = write_space(tmp_path, SPACE.replace("num_epochs: 1", "num_epochs: 2"))
@@ -226,6 +227,7 @@ def reporting_after_the_first(storage: str) -> bool:
     )
 
 
+@pytest.mark.serial
 def test_a_database_restart_mid_sweep_is_waited_out(postgres, tmp_path, verdict):
     """The study and the tracking server's runs in one PostgreSQL, restarted (fast shutdown, down 10 s)
     while two workers train: the sweep finishes, every trial counted, none failed, nothing left RUNNING."""
@@ -251,6 +253,7 @@ def test_a_database_restart_mid_sweep_is_waited_out(postgres, tmp_path, verdict)
         assert len(runs) == 5 and {run.info.status for run in runs} == {"FINISHED"}
 
 
+@pytest.mark.serial
 def test_a_database_away_longer_than_the_retry_window_stops_the_sweep_and_the_same_command_resumes(
     postgres, tmp_path, store, verdict
 ):

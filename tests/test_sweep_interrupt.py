@@ -25,7 +25,7 @@ from sweeps.recovery import WORKER_ATTR
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from tracking.processes import ProcessId
 
-pytestmark = pytest.mark.slow  # end to end: sweeps, servers or several processes
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # stop signals to sweeps and their workers
 
 
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -28,7 +28,8 @@ def test_optuna_still_keeps_queued_values_and_retries_where_the_sweeps_read_them
     retried = optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, system_attrs={optuna_internals.FAILED_TRIAL_ATTR: 7}
     )
-    assert RetryFailedTrialCallback.retried_trial_number(retried) == 7
+    with optuna_internals.experimental_features():
+        assert RetryFailedTrialCallback.retried_trial_number(retried) == 7
 
 
 def test_mlflow_has_every_internal_the_tracking_uses():

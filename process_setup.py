@@ -60,12 +60,15 @@ def show_package_logs(level: int = logging.INFO) -> None:
 
 def quiet_mlflow() -> None:
     """MLflow announces its database migrations on every new store and the start and end of each run's
-    system metrics, and warns that a pickled model runs code when loaded (ours is this project's own
-    GPTModel): none of it is news to a user. A user's own setting of those variables wins."""
+    system metrics, logs each database error it then raises, and warns that a pickled model runs code when
+    loaded (ours is this project's own GPTModel): none of it is news to a user. A user's own setting of
+    those variables wins."""
     for name, value in QUIET_MLFLOW_ENV.items():
         os.environ.setdefault(name, value)  # spawned workers inherit them
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics"):
+    for name in ("alembic.runtime.migration", "mlflow.system_metrics"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Its database errors (a full disk) are logged, traceback and all, and raised: the runner says the raised one.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 

@@ -27,7 +27,8 @@ from gpt.config import (
     read_config_file,
     resolve_config,
 )
-from gpt.errors import UserError
+from gpt.disk_space import is_out_of_space
+from gpt.errors import MachineFault, UserError, one_line
 from gpt.interrupt import exit_status, stop_signals_remembered, stopped_by
 from process_setup import (
     exit_without_collecting,
@@ -249,7 +250,8 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input ends with one line and status 2, Ctrl-C with 130 and SIGTERM with 143."""
+    """Run the CLI; bad input ends with one line and status 2, a fault of the machine (a full disk) with one
+    line and status 1, Ctrl-C with 130 and SIGTERM with 143."""
     quiet_mlflow()
     show_package_logs()
     with stop_signals_remembered():
@@ -271,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             click.echo(f"Error: {exc}", err=True)
             return 2
+        except MachineFault as exc:
+            click.echo(f"Error: {exc}", err=True)
+            return 1
+        except Exception as exc:
+            if not is_out_of_space(exc):
+                raise  # a bug: its traceback is what a report needs
+            click.echo(f"Error: out of disk space ({one_line(exc)}); free some, then rerun the same command", err=True)
+            return 1
     return 0
 
 

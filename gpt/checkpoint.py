@@ -20,6 +20,13 @@ from gpt.model import GPTModel
 from gpt.training import EvalResult, TrainingHistory
 
 
+def checkpoint_bytes(env: TrainingSetup, resumable: bool = True) -> int:
+    """About how large ``save_checkpoint`` writes the file: fp32 weights, and with ``resumable`` AdamW's two
+    moments too (the history and random states are small beside them)."""
+    parameters = sum(p.numel() for p in env.model.parameters())
+    return parameters * 4 * (3 if resumable else 1)
+
+
 def save_checkpoint(path: str | Path, env: TrainingSetup, history: TrainingHistory, resumable: bool = True) -> Path:
     """Write the checkpoint atomically; without ``resumable`` it leaves out the optimizer state
     (two thirds of the file with AdamW), enough to sample from but not to resume.
@@ -41,8 +48,10 @@ def save_checkpoint(path: str | Path, env: TrainingSetup, history: TrainingHisto
         state["optimizer_state_dict"] = env.optimizer.state_dict()
     if env.device.type == "cuda":
         state["rng"]["cuda"] = torch.cuda.get_rng_state(env.device)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # torch.save is given an open file, so that a failed write (a full disk) closes it here: torch's own
+    # writer, kept alive by the exception's traceback, would hold the unlinked file's space until collected.
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        torch.save(state, file)
     return Path(path)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from gpt.atomic import atomic_path
 from gpt.errors import ConfigError
 
 MODES = ("quick", "full", "custom")
@@ -360,7 +361,8 @@ def resolve_config(
 def write_config_file(config: TrainingConfig, path: str | Path) -> Path:
     """Write ``config`` so that ``--config path`` reproduces it exactly."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    with atomic_path(path) as tmp:  # a full disk leaves no half-written file
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     return path
 
 

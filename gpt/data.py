@@ -20,6 +20,7 @@ from tqdm import tqdm
 from gpt.atomic import atomic_path
 from gpt.config import TrainingConfig
 from gpt.corpus import READ_BYTES, Corpus, TextSource, default_cache_dir, is_record_file, records_of
+from gpt.disk_space import writing
 from gpt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def cached_corpus(
     starts_file = cache.with_name(cache.name + ".starts.npy")
     if not cache.is_file() or not starts_file.is_file():
         log.info(f"Tokenizing {corpus.name} once; its token ids go to {cache}")
-        with atomic_path(cache) as tmp:
+        with writing("the token cache", cache.parent), atomic_path(cache) as tmp:
             starts = encode_corpus(corpus, encoding, tmp)
             with atomic_path(starts_file) as tmp_starts, tmp_starts.open("wb") as file:
                 np.save(file, starts)

@@ -1,4 +1,4 @@
-"""Errors a user can fix: the CLI prints their message on one line and exits with status 2."""
+"""Errors the CLI says in one line: a user's (status 2) and the machine's (status 1)."""
 
 
 class UserError(Exception):
@@ -11,6 +11,10 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError):
     """Training text that cannot be read, fetched or split into windows."""
+
+
+class MachineFault(Exception):
+    """A fault of the machine, not of the input (a full disk): one line, and exit status 1."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from gpt.atomic import atomic_path
 from gpt.training import TrainingHistory
 
 MAX_BATCH_POINTS = 500
@@ -71,5 +72,6 @@ def plot_losses(history: TrainingHistory, path: str | Path = "training_losses.pn
     if title:
         fig.suptitle(title)
     path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # a full disk leaves the last plot whole, never a 0-byte one
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     return path

@@ -18,6 +18,7 @@ import optuna
 import torch
 
 from gpt.data import steps_per_epoch
+from gpt.disk_space import OutOfSpace
 from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
@@ -121,7 +122,7 @@ class TrialObjective:
         except TRIAL_FAILURES as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, one_line(exc, 500))
             raise
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trial ends FAILED, and its point waits for the resume
+        except (KeyboardInterrupt, OutOfSpace):  # the trial ends FAILED; its point waits for the same command
             queue_again(trial)
             raise
 

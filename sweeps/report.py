@@ -17,6 +17,7 @@ from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, 
 from optuna.trial import TrialState
 
 from gpt.config import TrainingConfig, write_config_file
+from gpt.disk_space import writing
 from gpt.errors import UserError, one_line
 from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing, score
 from sweeps.space import SearchSpace
@@ -152,4 +153,5 @@ def export_best(study: optuna.Study, path: str | Path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(f"folder of {path} does not exist")
-    return write_config_file(TrainingConfig.from_dict(trial.user_attrs["config"]), path)
+    with writing("the exported config", path.parent):
+        return write_config_file(TrainingConfig.from_dict(trial.user_attrs["config"]), path)

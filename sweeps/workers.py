@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import optuna
 import torch
 
+from gpt.disk_space import OutOfSpace
 from gpt.environment import LoadedText, load_tokens
-from gpt.errors import UserError
+from gpt.errors import MachineFault, UserError
 from gpt.interrupt import exit_status, received_signal, stop_signals_remembered
 from sweeps.admission import TrialNotRun
 from sweeps.callbacks import TrialBookkeeper
@@ -124,6 +125,9 @@ def _worker_process(
         except UserError as exc:
             log.error(f"Error: worker {placement.index}: {exc}")
             raise SystemExit(2) from None
+        except OutOfSpace as exc:  # a fault of the machine: status 1, as the command line gives it
+            log.error(f"Error: worker {placement.index}: {exc}")
+            raise SystemExit(1) from None
 
 
 def run_workers(settings: SweepSettings, text: LoadedText, setup: Callable[[WorkerPlacement], None]) -> None:
@@ -163,4 +167,6 @@ def run_workers(settings: SweepSettings, text: LoadedText, setup: Callable[[Work
         raise
     failed = [p.name for p in processes if p.exitcode not in (0, None)]
     if failed:
-        raise UserError(f"{', '.join(failed)} stopped with an error; see the lines above")
+        message = f"{', '.join(failed)} stopped with an error; see the lines above"
+        statuses = {p.exitcode for p in processes if p.exitcode not in (0, None)}
+        raise MachineFault(message) if statuses == {1} else UserError(message)

@@ -25,6 +25,7 @@ from gpt.model import GPTModel
 from gpt.parametrization import INIT_STD, ShapeScaling
 from gpt.training import train_step
 from sweeps import JOURNAL_NAME
+from tracking.mlflow_internals import fluent_calls_on
 from tracking.models import load_run_model, register_run_model
 from tracking.run_options import RunOptions
 from tracking.single import run_single
@@ -168,7 +169,8 @@ def test_a_mup_model_resumes_with_the_uninterrupted_losses_and_loads_back_from_m
     model, loaded = load_run_model(client, stopped)
     assert loaded.model == config.model and model.scaling == ShapeScaling.for_model(config.model)
     assert (model.logit_scale, model.trf_blocks[0].residual_branch) == (0.5, 0.5)
-    registered = mlflow.pytorch.load_model(register_run_model(client, stopped, "mup-tiny"))
+    with fluent_calls_on(store, whole.experiment_id):  # not the process's default store, cached by another test
+        registered = mlflow.pytorch.load_model(register_run_model(client, stopped, "mup-tiny"))
     ids = torch.randint(0, 50257, (1, 16))
     with torch.no_grad():
         assert torch.equal(registered.eval()(ids), model(ids))

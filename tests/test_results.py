@@ -25,6 +25,7 @@ from gpt.data import gpt2_encoding
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
 from sweeps.study_runs import RUN_ID_ATTR
+from tracking.mlflow_internals import fluent_calls_on
 from tracking.models import register_run_model
 from tracking.run_options import RunOptions
 from tracking.single import run_single
@@ -105,8 +106,8 @@ def test_a_sweep_registers_its_best_model_once(store, verdict, tmp_path, capsys)
     assert "Best model registered as models:/gpt-sweep-tiny/1" in capsys.readouterr().out
     best_run = study_at(tmp_path).best_trial.user_attrs[RUN_ID_ATTR]
 
-    mlflow.set_tracking_uri(store)
-    model = mlflow.pytorch.load_model("models:/gpt-sweep-tiny/1")
+    with fluent_calls_on(store, "0"):  # for this call only: a process-wide URI would outlive the test
+        model = mlflow.pytorch.load_model("models:/gpt-sweep-tiny/1")
     assert isinstance(model, GPTModel)
     text = continue_text(model, gpt2_encoding(), "Every effort moves you", SamplingSettings(max_new_tokens=5))
     assert text.startswith("Every effort moves you")

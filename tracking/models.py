@@ -15,6 +15,7 @@ from gpt.checkpoint import load_checkpoint, restore_model
 from gpt.config import TrainingConfig
 from gpt.data import gpt2_encoding
 from gpt.device import choose_device
+from gpt.disk_space import writing
 from gpt.errors import ConfigError, UserError, one_line
 from gpt.generation import SamplingSettings, continue_text
 from gpt.model import GPTModel
@@ -41,7 +42,8 @@ def download_checkpoint(client: MlflowClient, run_id: str, device: str | torch.d
     artifact = checkpoint_of(client, run_id)
     with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
         try:
-            path = client.download_artifacts(run_id, artifact, scratch)
+            with writing("the downloaded checkpoint", scratch):
+                path = client.download_artifacts(run_id, artifact, scratch)
         except (MlflowException, OSError) as exc:
             raise UserError(f"could not download the checkpoint of run {run_id}: {one_line(exc)}") from None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import logging
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ from tracking.processes import ProcessId
 from tracking.store import refusal_explained
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
 MAX_PARAMS_PER_CALL = 100
 
 
@@ -102,14 +105,23 @@ def tracked_run(
         with system_metrics_logged(client.tracking_uri, run_id) if system_metrics else contextlib.nullcontext():
             yield run_id
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say which, so a preempted run is no mystery
-        set_tags(client, run_id, {"stopped_by": stopped_by()})
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        close_run(client, run_id, RunStatus.KILLED, {"stopped_by": stopped_by()})
         raise
     except BaseException as exc:
-        client.set_tag(run_id, "error", one_line(exc))
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        close_run(client, run_id, RunStatus.FAILED, {"error": one_line(exc, 500)})
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def close_run(client: MlflowClient, run_id: str, status: int, tags: dict[str, str]) -> None:
+    """End a run that stopped early, with why in its tags. A store that cannot take the write (its disk
+    is full) leaves it RUNNING under a process that is gone: the resume or the same sweep command closes
+    it, as for a killed process; the error that stopped the run is what the caller hears of."""
+    try:
+        set_tags(client, run_id, tags)
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    except Exception as exc:
+        log.warning(f"MLflow run {run_id} could not be closed ({one_line(exc)}); the next command closes it")
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:

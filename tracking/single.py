@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from mlflow.entities import Run
 from gpt.checkpoint import restore_training
 from gpt.config import TrainingConfig
 from gpt.corpus import DEFAULT_TEXT_FIELD, values_of
+from gpt.disk_space import OutOfSpace
 from gpt.distributed import ProcessGroup
 from gpt.environment import TrainingSetup, prepare_environment
 from gpt.errors import ConfigError, UserError, one_line
@@ -147,10 +147,8 @@ def run_single(
         log.info(f"MLflow run {run_id} started")
         log_params(client, run_id, run_params(env, {"mode": mode}))
         set_description(client, run_id, run_description(env, mode))
-        with resume_hint(run_id), plot_beside() as plotter:
-            history = train_tracked(
-                env, client, run_id, callbacks, options.log_every, plot_dir=output_dir, plotter=plotter
-            )
+        with resume_hint(run_id):  # the plot is drawn before the checkpoint: on a full disk, the checkpoint says it
+            history = train_tracked(env, client, run_id, callbacks, options.log_every, plot_dir=output_dir)
         log.info(f"Saved training loss plot to {output_dir / 'training_losses.png'}")
         log.info(describe_result(history))
         set_description(client, run_id, run_description(env, mode, history))
@@ -159,19 +157,16 @@ def run_single(
 
 
 @contextmanager
-def plot_beside() -> Iterator[Executor]:
-    """A thread that draws the loss plot while the checkpoint is written; the block ends once it is done."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plot") as plotter:
-        yield plotter
-
-
-@contextmanager
 def resume_hint(run_id: str) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM, name the command that continues this very run."""
+    """On Ctrl-C or SIGTERM, name the command that continues this very run; on a full disk, say it in the
+    error's own line."""
     try:
         yield
     except KeyboardInterrupt:
         log.warning(f"Continue this run with: python runner.py single --resume {run_id}")
+        raise
+    except OutOfSpace as exc:
+        exc.then = f"`python runner.py single --resume {run_id}` continues from its last checkpoint, if it has one"
         raise
 
 
@@ -248,11 +243,10 @@ def resume_single(
     log.info(f"Resuming MLflow run {run_id} after step {history.step} of {steps}")
     with tracked_run(client, run.info.experiment_id, None, run_id=run_id, system_metrics=options.system_metrics):
         client.set_tag(run_id, "resumed_after_step", str(history.step))
-        with resume_hint(run_id), plot_beside() as plotter:
+        with resume_hint(run_id):
             history = train_tracked(
-                env, client, run_id, callbacks, options.log_every, plot_dir=output_dir, history=history,
-                plotter=plotter,
-            )  # fmt: skip
+                env, client, run_id, callbacks, options.log_every, plot_dir=output_dir, history=history
+            )
         log.info(describe_result(history))
         set_description(client, run_id, run_description(env, run.data.params.get("mode", "resumed"), history))
     return SingleRunResult(run_id, run.info.experiment_id, history)

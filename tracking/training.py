@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
@@ -11,8 +12,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from gpt.checkpoint import save_checkpoint
+from gpt.atomic import atomic_path
+from gpt.checkpoint import checkpoint_bytes, save_checkpoint
 from gpt.config import write_config_file
+from gpt.disk_space import OutOfSpace, free_bytes, size, writing
 from gpt.environment import TrainingSetup
 from gpt.errors import one_line
 from gpt.interrupt import stopped_by
@@ -57,6 +60,8 @@ def train_tracked(
         client.log_artifact(run_id, str(data_files))
     reporter = MlflowReporter(client, run_id)
     periodic = [RunCheckpointer(env, client, run_id)] if keep_checkpoint else []
+    if keep_checkpoint:
+        warn_if_the_checkpoint_may_not_fit(env, client, run_id)
     stopped = ""  # why training ended early, for the plot's title
     try:
         train(env, [reporter, *periodic, *callbacks], log_every, progress_bar, history)
@@ -99,16 +104,26 @@ def log_loss_plot(
     """
     from gpt.plotting import plot_losses  # matplotlib loads here, off the training thread where a plotter is used
 
-    title = f"{client.get_run(run_id).info.run_name} ({parameters:,} parameters)" + (f": {stopped}" if stopped else "")
-    with tempfile.TemporaryDirectory(prefix="gpt-plot-") as scratch:
+    run = client.get_run(run_id)
+    title = f"{run.info.run_name} ({parameters:,} parameters)" + (f": {stopped}" if stopped else "")
+    local = local_artifact_dir(run.info.artifact_uri)
+    with tempfile.TemporaryDirectory(prefix="gpt-plot-") as scratch, writing("the loss plot", local or folder or "."):
         plot = plot_losses(history, (folder or Path(scratch)) / "training_losses.png", title)
-        client.log_artifact(run_id, str(plot))
+        if local is not None:  # copied in atomically: a full disk leaves no half-written plot in the run
+            with atomic_path(local / plot.name) as tmp:
+                shutil.copyfile(plot, tmp)
+        else:
+            client.log_artifact(run_id, str(plot))
 
 
 def _report_failure(future: Future) -> None:
-    """A plot drawn off the training thread that fails costs a line, never the sweep."""
-    if future.exception() is not None:
-        log.warning(f"Could not log a loss plot: {one_line(future.exception())}")
+    """A plot drawn off the training thread that fails costs a line, never the sweep. One that found the
+    disk full is said as information: the checkpoint written beside it fills the disk first and says so as
+    the sweep's error, where it does."""
+    exc = future.exception()
+    if exc is not None:
+        say = log.info if isinstance(exc, OutOfSpace) else log.warning
+        say(f"Could not log a loss plot: {one_line(exc, 500)}")
 
 
 def log_checkpoint(
@@ -120,13 +135,27 @@ def log_checkpoint(
     store gets it through a temporary file and MLflow's upload.
     """
     folder = local_artifact_dir(client.get_run(run_id).info.artifact_uri)
+    needed = checkpoint_bytes(env, resumable)
     if folder is not None:
-        save_checkpoint(folder / CHECKPOINT_FILE, env, history, resumable)
+        with writing("the checkpoint", folder / CHECKPOINT_DIR, needed):
+            save_checkpoint(folder / CHECKPOINT_FILE, env, history, resumable)
     else:
         with tempfile.TemporaryDirectory(prefix="gpt-checkpoint-") as scratch:
-            path = save_checkpoint(Path(scratch) / "model.pt", env, history, resumable)
+            with writing("the checkpoint", scratch, needed):
+                path = save_checkpoint(Path(scratch) / "model.pt", env, history, resumable)
             client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
     client.set_tag(run_id, "checkpoint", CHECKPOINT_FILE)
+
+
+def warn_if_the_checkpoint_may_not_fit(env: TrainingSetup, client: MlflowClient, run_id: str) -> None:
+    """Say once, at a run's start, when its artifact folder has less free space than its checkpoint needs."""
+    folder = local_artifact_dir(client.get_run(run_id).info.artifact_uri)
+    free, needed = (free_bytes(folder), checkpoint_bytes(env)) if folder is not None else (None, 0)
+    if free is not None and free < needed:
+        log.warning(
+            f"The checkpoint of this run needs about {size(needed)}; {folder} has {size(free)} free: "
+            "free some before it is written, or the run ends there (resumable from its last checkpoint)"
+        )
 
 
 class RunCheckpointer(TrainingCallback):

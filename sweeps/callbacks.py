@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from gpt.interrupt import stop_if_signalled
 from sweeps.admission import NOT_RUN_ATTR
@@ -26,12 +26,22 @@ if TYPE_CHECKING:
 
 
 def trial_result(trial: FrozenTrial, metric: str) -> str:
-    """``final_val_loss 5.1234``, ``pruned at 3/10 of training, final_val_loss 5.43 by then``, or why it failed."""
+    """``final_val_loss 5.1234``, ``pruned at 3/10 of training: val_loss 5.4321 on its 256-token validation
+    subset, no final_val_loss``, or why it failed.
+
+    A pruned trial's value (Optuna keeps its last report as one) is the pruner's measure, never ``metric``:
+    the loss on the fixed subset each evaluation reads, or for ``best_val_loss`` the best of those so far.
+    """
+    reported = last_report(trial)
+    if trial.state == TrialState.PRUNED and reported:
+        measure = "best val_loss" if metric == "best_val_loss" else "val_loss"
+        tokens = trial.user_attrs.get("config", {}).get("eval_tokens")
+        subset = f"its {tokens:,}-token validation subset" if tokens else "its validation subset"
+        return (
+            f"pruned at {reported[0]}/{REPORT_POINTS} of training: {measure} {reported[1]:.4f} on {subset}, no {metric}"
+        )
     if trial.value is not None:
         return f"{metric} {trial.value:.4f}"
-    reported = last_report(trial)
-    if reported:
-        return f"pruned at {reported[0]}/{REPORT_POINTS} of training, {metric} {reported[1]:.4f} by then"
     return trial.user_attrs.get(FAIL_REASON_ATTR, "no result")
 
 

@@ -1,4 +1,5 @@
-"""The two training callbacks on their own: MLflow batching on a real store, Optuna report steps on a real study."""
+"""The training callbacks on their own: MLflow batching on a real store, Optuna report steps on a real study, and
+what a pruned trial says of its value."""
 
 import warnings
 
@@ -6,6 +7,7 @@ import optuna
 from mlflow import MlflowClient
 
 from gpt.training import EvalResult
+from sweeps.callbacks import trial_result
 from sweeps.objective import PruningReporter
 from sweeps.report import tidy_parallel_coordinate
 from sweeps.space import DEFAULT_SPACE, SearchSpace
@@ -79,3 +81,22 @@ def test_the_parallel_coordinate_plot_keeps_every_line_visible_and_its_ticks_rea
     learning_rate = by_name["learning_rate"]
     assert learning_rate.get_yscale() == "log"
     assert not [label for label in learning_rate.yaxis.get_minorticklabels() if label.get_text()]
+
+
+def test_a_pruned_trial_says_its_value_is_the_pruners_measure_not_the_objective():
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("config", {"eval_tokens": 256})
+        trial.report(5.4321, 3)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        return 5.1234
+
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=2)
+    complete, pruned = study.trials
+    assert trial_result(complete, "final_val_loss") == "final_val_loss 5.1234"
+    assert pruned.value is not None  # Optuna keeps the last report as a pruned trial's value
+    assert trial_result(pruned, "final_val_loss") == (
+        "pruned at 3/10 of training: val_loss 5.4321 on its 256-token validation subset, no final_val_loss"
+    )
+    assert "best val_loss 5.4321" in trial_result(pruned, "best_val_loss")

@@ -136,6 +136,7 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
         assert children[trial.number].data.metrics["best_val_loss"] == pytest.approx(
             min(trial.intermediate_values.values())
         )
+        assert "validation subset, no final_val_loss" in children[trial.number].data.tags["mlflow.note.content"]
 
     with_checkpoint = [n for n, run in children.items() if run.data.tags.get("checkpoint") == CHECKPOINT_FILE]
     assert with_checkpoint == [study.best_trial.number]

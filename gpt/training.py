@@ -217,7 +217,9 @@ def training_batches(env: TrainingSetup, history: TrainingHistory) -> Iterator[t
     epoch, done = divmod(history.step + 1, steps_per_epoch)  # epochs finished, steps of the next one done
     while True:
         epoch += 1
-        for inputs, targets in epoch_batches(env, history, done):
+        # Exactly the epoch's batches, never one more call: running the loader's iterator to its end makes its
+        # shuffling sampler draw once more from the loader's generator, and every later epoch's order changes.
+        for inputs, targets in itertools.islice(epoch_batches(env, history, done), steps_per_epoch - done):
             yield epoch, inputs, targets
         done = 0
 

@@ -51,16 +51,21 @@ def is_out_of_space(exc: BaseException | None) -> bool:
     return False
 
 
-def free_bytes(path: str | Path) -> int | None:
-    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent); None if unknown."""
+def disk_usage(path: str | Path) -> tuple[int, int] | None:
+    """(total, free) bytes of the filesystem holding ``path`` (or its nearest existing parent); None if unknown."""
     path = Path(path)
-    for folder in (path, *path.parents):
-        if folder.exists():
-            try:
-                return shutil.disk_usage(folder).free
-            except OSError:
-                return None
-    return None
+    folder = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        usage = shutil.disk_usage(folder) if folder is not None else None
+    except OSError:
+        return None
+    return (usage.total, usage.free) if usage is not None else None
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the filesystem holding ``path``; None if unknown."""
+    usage = disk_usage(path)
+    return usage[1] if usage is not None else None
 
 
 def size(count: int | None) -> str:
@@ -90,9 +95,8 @@ def writing(what: str, where: str | Path, needed: int | None = None) -> Iterator
 
 def nearly_full(where: str | Path, needed: int | None) -> bool:
     """Less free space at ``where`` than ``needed`` (or than 1% of its filesystem when that is unknown)."""
-    free = free_bytes(where)
-    if free is None:
+    usage = disk_usage(where)
+    if usage is None:
         return False
-    if needed is not None:
-        return free < needed
-    return free < shutil.disk_usage(next(p for p in (Path(where), *Path(where).parents) if p.exists())).total / 100
+    total, free = usage
+    return free < (needed if needed is not None else total / 100)

@@ -56,6 +56,14 @@ def show_package_logs(level: int = logging.INFO) -> None:
         logger.setLevel(level)
         if not any(isinstance(handler, ConsoleLines) for handler in logger.handlers):
             logger.addHandler(ConsoleLines())
+    root = logging.getLogger()
+    if not any(isinstance(handler, ConsoleLines) for handler in root.handlers):
+        # Other libraries' warnings, as Python shows them when nothing is set up (logging.lastResort). A
+        # handler on the root also turns a library's import-time logging.basicConfig into a no-op:
+        # mlflow.pytorch's made every package line after it print twice.
+        others = ConsoleLines(logging.WARNING)
+        others.addFilter(lambda record: record.name.partition(".")[0] not in PACKAGE_LOGGERS)
+        root.addHandler(others)
 
 
 def quiet_mlflow() -> None:

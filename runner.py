@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from gpt.config import (
     DEFAULT_TOP_K,
@@ -50,6 +52,21 @@ STORAGE_OPTION = click.option(
 )
 
 
+class ParsedText(click.ParamType):
+    """A flag's text read by its setting's ``parse`` (a duration: ``1h30m``); its ``ValueError`` is the usage line."""
+
+    def __init__(self, parse: Any) -> None:
+        self.parse, self.name = parse, parse.__name__.removeprefix("parse_")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def setting_option(f: dataclasses.Field, with_default: bool = True):
     """The flag of one declared ``setting`` (``gpt.config.setting``): its name, type, range, choices and
     help come from the field. ``with_default=False`` makes it default to None, so that a preset and a
@@ -64,7 +81,9 @@ def setting_option(f: dataclasses.Field, with_default: bool = True):
     if type_name.startswith("tuple["):  # a repeatable flag
         return click.option(flag, f.name, multiple=True, help=meta["help"])
     kind: Any = SCALAR_TYPES[type_name]
-    if meta["choices"]:
+    if meta["parse"]:
+        kind = ParsedText(meta["parse"])
+    elif meta["choices"]:
         kind = click.Choice(meta["choices"])
     elif kind is int and meta["minimum"] is not None:
         kind = click.IntRange(min=meta["minimum"])
@@ -166,6 +185,7 @@ def single(mode, config_file, run_name, output_dir, resume_run, force, **values)
 @setting_options(RunOptions)
 def sweep(space_file, study, storage, dry_run, **values) -> None:
     """Search hyperparameters with Optuna; each trial is an MLflow child run of the study's parent run."""
+    started = time.time()  # a --time-budget counts from here
     from sweeps.settings import default_study_name
     from sweeps.space import DEFAULT_SPACE
     from sweeps.storage import default_storage
@@ -173,6 +193,8 @@ def sweep(space_file, study, storage, dry_run, **values) -> None:
     from tracking.store import resolve_tracking_uri
 
     space_file = space_file or DEFAULT_SPACE
+    if values["time_budget"] and click.get_current_context().get_parameter_source("trials") is ParameterSource.DEFAULT:
+        values["trials"] = None  # as many as the budget holds
     options = taken(RunOptions, values)
     options = dataclasses.replace(options, tracking_uri=resolve_tracking_uri(options.tracking_uri))
     settings = SweepSettings(
@@ -183,7 +205,7 @@ def sweep(space_file, study, storage, dry_run, **values) -> None:
         **values,
     )
     prepare_sweep_process()
-    run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run)
+    run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run, started=started)
 
 
 @cli.command()

@@ -29,10 +29,10 @@ import torch
 from benchmarks.options import data_option
 from benchmarks.plain_gpt import PlainGPT, PlainWindows, plain_step
 from gpt.config import DEVICES, PRECISIONS, PRESETS, ModelConfig, TrainingConfig, resolve_config, write_config_file
+from gpt.cost import training_flops_per_token
 from gpt.data import TokenizedText
 from gpt.device import choose_device, cpu_has_native_bf16, resolve_precision
 from gpt.environment import load_tokens, prepare_environment
-from gpt.model import GPTModel, count_parameters
 from gpt.training import train, train_step
 from process_setup import prepare_training_process, quiet_mlflow
 
@@ -81,10 +81,8 @@ def matmul_peak(device: torch.device, bf16: bool, size: int) -> float:
 
 
 def flops_per_token(model: ModelConfig) -> float:
-    """6 per weight (forward and backward) plus attention's two sequence-long matmuls per layer."""
-    gpt = GPTModel(model)
-    matmul_weights = count_parameters(gpt) - gpt.tok_emb.weight.numel() - gpt.pos_emb.weight.numel()
-    return 6 * matmul_weights + 12 * model.n_layers * model.context_length * model.emb_dim
+    """A training step's arithmetic per token at the model's whole context (``gpt.cost``)."""
+    return training_flops_per_token(model, model.context_length)
 
 
 def random_tokens(model: ModelConfig, windows: int, seed: int = 0) -> TokenizedText:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,18 @@ def setting(
     minimum: float | None = None,
     flag: bool | str = True,
     choices: tuple[str, ...] | None = None,
+    parse: Callable[[str], Any] | None = None,
 ) -> Any:
     """A config field with what the command line and the checks need to know of it.
 
     ``help`` is its flag's help text; ``minimum`` the smallest value it takes (checked by
     ``check_settings``, and the flag's range); ``flag=False`` keeps it off the command line (set by the
     code, or following another value), a text names the flag when it is not the field's name;
-    ``choices`` the values a text setting takes. A new setting is one such field.
+    ``choices`` the values a text setting takes; ``parse`` reads the flag's text where the type alone
+    cannot (a duration such as ``1h30m``), raising ``ValueError`` with the reason. A new setting is one
+    such field.
     """
-    metadata = {"help": help, "minimum": minimum, "flag": flag, "choices": choices}
+    metadata = {"help": help, "minimum": minimum, "flag": flag, "choices": choices, "parse": parse}
     return field(default=default, metadata=metadata)
 
 

@@ -1,12 +1,14 @@
 """Admission: whether a trial Optuna has just asked for may train, decided before it does.
 
 Optuna has no hook between ``ask`` and the objective, so the objective's first call is ``admit``: a trial
-beyond the ``--trials`` the study should hold, in a space with no new point left, or whose point another
-worker sampled at the same moment ends FAILED before any training, with its reason, and is not counted.
+beyond the ``--trials`` the study should hold, in a space with no new point left, whose point another
+worker sampled at the same moment, or that the time budget left cannot hold ends FAILED before any
+training, with its reason, and is not counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -36,29 +38,44 @@ class RepeatedPoint(TrialNotRun):
     pass
 
 
-def check_room(study: optuna.Study, trial: optuna.Trial, trials: int, space: SearchSpace) -> None:
-    """Refuse a trial beyond the ``trials`` the study should hold, or in a space with no new point left.
+class BudgetSpent(TrialNotRun):
+    """The time budget left holds no more trial and the confirmations after it (``sweeps.time_budget``)."""
+
+    stops_sweep = True
+
+
+def check_room(study: optuna.Study, trial: optuna.Trial, trials: int | None, space: SearchSpace) -> None:
+    """Refuse a trial beyond the ``trials`` the study should hold (None: no count, a time budget ends the
+    sweep), or in a space with no new point left.
 
     Trial numbers order the workers: a trial runs only when fewer than ``trials`` live trials
     have lower numbers, so workers and machines that start at once end with exactly ``trials``.
     """
     ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=LIVE_STATES))
-    if ahead >= trials:
+    if trials is not None and ahead >= trials:
         raise StudyFull(f"the study already holds {trials} trials")
     free = free_points(study, space, excluding=trial.number)  # a queued retry holds its own point
     if free is not None and not free:
         raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
 
 
-def admit(trial: optuna.Trial, space: SearchSpace, trials: int) -> dict[str, Any]:
+def admit(
+    trial: optuna.Trial,
+    space: SearchSpace,
+    trials: int | None,
+    check_time: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """The trial's sampled values, if it may train; else its reason is recorded and ``TrialNotRun`` raised
-    (stopping the sweep where nothing more can run)."""
+    (stopping the sweep where nothing more can run). ``check_time`` refuses sampled values whose training
+    the time budget left cannot hold (``BudgetSpent``)."""
     try:
         check_room(trial.study, trial, trials, space)
         sampled = space.sample(trial)
         repeated = repeated_trial(trial.study, trial, space)
         if repeated is not None:
             raise RepeatedPoint(f"its point repeats trial {repeated}, sampled at the same moment")
+        if check_time is not None:
+            check_time(sampled)
     except TrialNotRun as exc:
         trial.set_user_attr(NOT_RUN_ATTR, str(exc))
         if exc.stops_sweep:

@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gpt.interrupt import stop_if_signalled
 from sweeps.admission import NOT_RUN_ATTR
+from sweeps.clock import duration
 from sweeps.ranking import confirmations as confirmations_of
 from sweeps.ranking import last_report, ranked_trials
 from sweeps.report import leaderboard, params_line
@@ -56,43 +57,50 @@ def trial_description(trial: FrozenTrial, study_name: str, metric: str) -> str:
     )  # fmt: skip
 
 
-def parent_description(study: optuna.Study, metric: str, trials: int) -> str:
-    """The parent run's description: the study, its objective, how far it is, and its leaderboard."""
+def parent_description(study: optuna.Study, metric: str, settings: SweepSettings) -> str:
+    """The parent run's description: the study, its objective, what bounds it, and its leaderboard."""
+    bound = asked_for(settings)
     return "\n".join(
-        [f"**Sweep** `{study.study_name}`: {study.direction.name.lower()} `{metric}`, {trials} trials asked for.",
+        [f"**Sweep** `{study.study_name}`: {study.direction.name.lower()} `{metric}`, {bound} asked for.",
          "", "```", leaderboard(study), "```"]
     )  # fmt: skip
 
 
-def duration(seconds: float) -> str:
-    """``42s``, ``4m10s``, ``1h05m``: short enough for a progress line."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+def asked_for(settings: SweepSettings) -> str:
+    """``30 trials``, ``30 trials (time budget 1h00m)`` or ``the trials a 1h00m budget holds``."""
+    if settings.time_budget is None:
+        return f"{settings.trials} trials"
+    budget = duration(settings.time_budget)
+    return (
+        f"the trials a {budget} budget holds"
+        if settings.trials is None
+        else f"{settings.trials} trials (time budget {budget})"
+    )
 
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, metric: str, settings: SweepSettings) -> str:
     """``[7/30] trial 7 COMPLETE: final_val_loss 5.1234; best 5.0123 (trial 3); 12.3s; <params>; ~4m10s left``.
 
     The time left is the mean finished trial's, times the trials still to run over the workers,
-    plus the confirmations still to come.
+    plus the confirmations still to come; under a time budget it is the budget's (and the count has no
+    ``/N`` when the budget alone bounds the sweep).
     """
     finished = study.get_trials(deepcopy=False, states=FINISHED_STATES)
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     ranked = ranked_trials(study)
     best = f"best {ranked[0].value:.4f} (trial {ranked[0].number})" if ranked else "no complete trial yet"
-    durations = [t.duration.total_seconds() for t in finished if t.duration]
-    mean = sum(durations) / len(durations) if durations else seconds
-    to_run = max(0, settings.trials - len(finished))
-    confirmations = max(0, settings.confirm * settings.confirm_seeds - sum(map(len, confirmations_of(study).values())))
-    left = mean * (to_run / settings.workers + confirmations)
+    if settings.deadline is not None:
+        left = settings.deadline.describe_left()
+    else:
+        durations = [t.duration.total_seconds() for t in finished if t.duration]
+        mean = sum(durations) / len(durations) if durations else seconds
+        to_run = max(0, settings.trials - len(finished))
+        confirmations = settings.confirm * settings.confirm_seeds - sum(map(len, confirmations_of(study).values()))
+        left = f"~{duration(mean * (to_run / settings.workers + max(0, confirmations)))} left"
+    count = f"{len(finished)}/{settings.trials}" if settings.trials is not None else f"{len(finished)}"
     return (
-        f"[{len(finished)}/{settings.trials}] trial {trial.number} {trial.state.name}: {trial_result(trial, metric)}; "
-        f"{best}; "
-        f"{seconds:.1f}s; {params_line(trial.params)}; ~{duration(left)} left"
+        f"[{count}] trial {trial.number} {trial.state.name}: {trial_result(trial, metric)}; {best}; "
+        f"{seconds:.1f}s; {params_line(trial.params)}; {left}"
     )
 
 
@@ -114,7 +122,7 @@ class TrialBookkeeper:
                 "trial_state": trial.state.name,
                 "mlflow.note.content": trial_description(trial, study.study_name, self.metric),
             })  # fmt: skip
-        set_description(self.client, self.parent_run_id, parent_description(study, self.metric, self.settings.trials))
+        set_description(self.client, self.parent_run_id, parent_description(study, self.metric, self.settings))
         ranked = ranked_trials(study)
         if not ranked:
             return

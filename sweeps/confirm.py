@@ -19,6 +19,7 @@ from gpt.config import TrainingConfig
 from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import one_line
 from gpt.training import TrainingHistory
+from sweeps.clock import Deadline, duration
 from sweeps.objective import TRIAL_FAILURES, log_time_split, objective_value
 from sweeps.ranking import confirmation_key, confirmed_ranking, ranked_trials
 from sweeps.settings import SweepSettings
@@ -59,6 +60,11 @@ def confirmation_description(
     )
 
 
+def fits_the_budget(trial: FrozenTrial, deadline: Deadline | None) -> bool:
+    """A confirmation of ``trial`` is expected to end before ``deadline``: it takes about as long as the trial did."""
+    return deadline is None or trial.duration is None or trial.duration.total_seconds() <= deadline.left()
+
+
 def confirm_best(
     study: optuna.Study,
     settings: SweepSettings,
@@ -79,6 +85,12 @@ def confirm_best(
     )
     options = settings.run
     for done, (trial, seed) in enumerate(todo, start=1):
+        if not fits_the_budget(trial, settings.deadline):
+            log.info(
+                f"Confirmations stopped: the time budget left ({duration(settings.deadline.left())}) holds no more; "
+                f"{len(todo) - done + 1} not trained (running the sweep again trains them)"
+            )
+            return
         started = time.perf_counter()
         config = TrainingConfig.from_dict(trial.user_attrs["config"]).update(seed=seed)
         tags = child_run_tags(parent_run_id, study.study_name, confirms_trial=str(trial.number))

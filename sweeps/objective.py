@@ -12,12 +12,14 @@ import math
 import os
 import time
 from concurrent.futures import Executor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
-from gpt.data import steps_per_epoch
+from gpt.config import TrainingConfig
+from gpt.data import TokenizedText, steps_per_epoch
 from gpt.disk_space import OutOfSpace
 from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
@@ -28,6 +30,7 @@ from sweeps.recovery import WORKER_ATTR, this_worker
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, child_run_tags, ranks_in_top
+from sweeps.time_budget import FLOPS_ATTR, check_time_left, trial_flops
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
 
@@ -85,6 +88,14 @@ def log_time_split(
     })  # fmt: skip
 
 
+def trial_config(space: SearchSpace, sampled: dict[str, Any], tokens: TokenizedText) -> tuple[TrainingConfig, int]:
+    """The config a trial of ``sampled`` trains, evaluating at ``REPORT_POINTS`` fixed fractions of its
+    training whatever its length, and its number of optimizer steps."""
+    config = space.trial_base().update(**sampled)
+    total_steps = config.training_steps(steps_per_epoch(tokens, config))
+    return config.update(eval_freq=max(1, total_steps // REPORT_POINTS)), total_steps
+
+
 def queue_again(trial: optuna.Trial) -> None:
     """Queue a stopped trial's point as a new waiting trial, as Optuna's retry of a stale trial does."""
     trial.study.add_trial(
@@ -116,7 +127,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
-        sampled = admit(trial, self.space, self.settings.trials)
+        sampled = admit(trial, self.space, self.settings.trials, partial(self.check_time, trial))
         try:
             return self.train(trial, sampled, started)
         except TRIAL_FAILURES as exc:
@@ -126,15 +137,21 @@ class TrialObjective:
             queue_again(trial)
             raise
 
+    def check_time(self, trial: optuna.Trial, sampled: dict[str, Any]) -> None:
+        """Record the trial's arithmetic; under a time budget, refuse it where the time left cannot hold it."""
+        config, total_steps = trial_config(self.space, sampled, self.text.tokens)
+        flops = trial_flops(config, total_steps, self.text.tokens)
+        trial.set_user_attr(FLOPS_ATTR, flops.total)
+        deadline = self.settings.deadline
+        if deadline is not None:
+            check_time_left(trial.study, flops, deadline, self.settings.confirm, self.settings.confirm_seeds)
+
     def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:
         """Train ``sampled`` as a child run of the sweep's parent, reporting to the pruner at tenths of
         training; the value is the space's metric. The trial's checkpoint is kept only where it ranks in
         the best ``keep_checkpoints``."""
         trial.set_user_attr(WORKER_ATTR, this_worker())
-        config = self.space.trial_base().update(**sampled)
-        # Evaluate at REPORT_POINTS fixed fractions of this trial's training, whatever its length.
-        total_steps = config.training_steps(steps_per_epoch(self.text.tokens, config))
-        config = config.update(eval_freq=max(1, total_steps // REPORT_POINTS))
+        config, _ = trial_config(self.space, sampled, self.text.tokens)
         trial.set_user_attr("config", config.to_dict())
         study_name = trial.study.study_name
         tags = child_run_tags(self.parent_run_id, study_name, trial_number=str(trial.number))

@@ -20,6 +20,7 @@ from sweeps import (
     PRUNERS,
     SAMPLERS,
 )
+from sweeps.clock import Deadline, parse_duration
 from tracking.run_options import RunOptions
 
 if TYPE_CHECKING:
@@ -42,11 +43,21 @@ class SweepSettings:
     space_path: Path
     study_name: str
     storage: str
-    trials: int = setting(DEFAULT_TRIALS, "Finished trials the study should hold.", minimum=1)
+    trials: int | None = setting(
+        DEFAULT_TRIALS,
+        "Finished trials the study should hold; with --time-budget and no --trials, as many as the budget holds.",
+        minimum=1,
+    )
     workers: int = setting(1, "Processes sharing the study; they split the cores.", minimum=1)
     sampler: str | None = setting(None, "Overrides the space file's.", choices=SAMPLERS)
     pruner: str | None = setting(None, "Overrides the space file's.", choices=PRUNERS)
     timeout: float | None = setting(None, "Stop starting trials after this many seconds (> 0).")
+    time_budget: float | None = setting(
+        None,
+        "Plan the search to end within this time, confirmations included: seconds, or 90m, 1h30m. A trial "
+        "starts only while the time left holds it and the confirmations after it.",
+        parse=parse_duration,
+    )
     seed: int | None = setting(None, "Sampler seed; overrides the space file's.")
     keep_checkpoints: int = setting(
         DEFAULT_KEEP_CHECKPOINTS,
@@ -73,11 +84,16 @@ class SweepSettings:
     )
     confirm_seeds: int = setting(DEFAULT_CONFIRM_SEEDS, "Other seeds per confirmed configuration.", minimum=1)
     run: RunOptions = field(default_factory=RunOptions)
+    deadline: Deadline | None = None  # set from time_budget when the sweep starts (sweeps.sweep.run_sweep)
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError(f"timeout must be > 0 seconds (got {self.timeout})")
+        for name in ("timeout", "time_budget"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0 seconds (got {value})")
+        if self.trials is None and self.time_budget is None:
+            raise ConfigError("trials may be left unset only with a time_budget, which then ends the sweep")
         if self.run.tracking_uri is None:
             raise ConfigError("a sweep needs its MLflow store: run.tracking_uri is not set")
 
@@ -92,7 +108,7 @@ class SweepSettings:
         return max(self.keep_checkpoints, self.confirm if self.confirm_seeds else 0)
 
     @classmethod
-    def in_folder(cls, folder: str | Path, space_path: Path, trials: int, **options: Any) -> SweepSettings:
+    def in_folder(cls, folder: str | Path, space_path: Path, trials: int | None, **options: Any) -> SweepSettings:
         """A sweep whose journal file and MLflow SQLite store both live in ``folder``, the rest at the
         command line's defaults unless given (a sweep setting or a ``RunOptions`` field, by name): for
         benchmarks and notebooks."""

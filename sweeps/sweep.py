@@ -4,16 +4,19 @@ workers, then leave the report and the registered best model."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import optuna
 from mlflow import MlflowClient
 
-from gpt.environment import load_tokens
+from gpt.environment import LoadedText, load_tokens
 from gpt.errors import UserError
-from sweeps.callbacks import parent_description
+from sweeps.callbacks import asked_for, parent_description
+from sweeps.clock import Deadline, duration
 from sweeps.confirm import confirm_best
+from sweeps.objective import trial_config
 from sweeps.ranking import best_result
 from sweeps.report import leaderboard, log_study_report
 from sweeps.settings import SweepSettings
@@ -27,6 +30,7 @@ from sweeps.study_runs import (
     remove_dropped_checkpoints,
     wait_for_parent_run,
 )
+from sweeps.time_budget import check_budget_holds_a_trial, probe_rates, trial_flops
 from sweeps.workers import WorkerPlacement, run_workers
 from tracking.models import register_run_model
 from tracking.runs import set_description, tracked_run
@@ -61,24 +65,45 @@ class SweepResult:
     experiment_id: str
 
 
+def start_the_clock(settings: SweepSettings, space: SearchSpace, text: LoadedText, started: float) -> SweepSettings:
+    """Settings with the deadline of their time budget, counted from ``started``, and the rate a few
+    timed training steps of the space's base configuration run at here; a budget that cannot hold one
+    trial (and its confirmations) is refused now."""
+    base, total_steps = trial_config(space, {}, text.tokens)
+    probe = probe_rates(base, text, settings.run.device)
+    flops = trial_flops(base, total_steps, text.tokens)
+    first_trial_s = probe.training * flops.training + probe.evaluation * flops.evaluation
+    check_budget_holds_a_trial(settings.time_budget, first_trial_s, settings.confirm, settings.confirm_seeds)
+    log.info(f"Time budget {duration(settings.time_budget)}: a trial of the base configuration takes about "
+             f"{duration(first_trial_s)} here, by a few timed steps and an evaluation")  # fmt: skip
+    return replace(settings, deadline=Deadline.starting_now(settings.time_budget, probe, started))
+
+
 def run_sweep(
-    settings: SweepSettings, worker_setup: Callable[[WorkerPlacement], None], dry_run: bool = False
+    settings: SweepSettings,
+    worker_setup: Callable[[WorkerPlacement], None],
+    dry_run: bool = False,
+    started: float | None = None,
 ) -> SweepResult | None:
     """Check everything, then search: one MLflow parent run, a child run per trial.
 
     ``worker_setup`` runs first in each spawned worker process: its placement (GPU, threads) and the
-    caller's process-wide settings, such as ``process_setup.prepare_sweep_worker``.
+    caller's process-wide settings, such as ``process_setup.prepare_sweep_worker``. ``started`` is when
+    the command began (``time.time()``, now if not given): a time budget counts from it.
     """
+    started = time.time() if started is None else started
     space = settings.load_space()
     settings = settings.with_texts_of(space)
     options = settings.run
     text = load_tokens(options.data, val_data=options.val_data, text_field=options.text_field)
     space.check_data(text.tokens)
+    if settings.time_budget is not None:
+        settings = start_the_clock(settings, space, text, started)
     if dry_run:
         log.info(space.describe())
         log.info(
             f"Study {settings.study_name} in {redacted(settings.storage)}; "
-            f"{settings.trials} trials, {settings.workers} worker(s)"
+            f"{asked_for(settings)}, {settings.workers} worker(s)"
         )
         return None
     client = connect(options.tracking_uri)
@@ -90,7 +115,7 @@ def run_sweep(
     if parent_run_id is None:  # this process made the study (or its maker died before making the parent)
         parent_run_id = create_parent_run(study, client, exp_id, parent_params(study, space), space.path)
     log.info(
-        f"Study {study.study_name}: {finished_trials(study)} of {settings.trials} trials finished; "
+        f"Study {study.study_name}: {finished_trials(study)} of {asked_for(settings)} finished; "
         f"MLflow parent run {parent_run_id}; storage {redacted(settings.storage)}"
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=options.system_metrics):
@@ -99,7 +124,7 @@ def run_sweep(
             confirm_best(study, settings, client, exp_id, parent_run_id, text, space.metric)
             remove_dropped_checkpoints(study, client, settings.keep_checkpoints)
             # the leaderboard written after the last trial knew one seed per configuration
-            set_description(client, parent_run_id, parent_description(study, space.metric, settings.trials))
+            set_description(client, parent_run_id, parent_description(study, space.metric, settings))
         log_best_on_parent(study, client, parent_run_id, space.metric)
         log_study_report(study, client, parent_run_id, space)
     log.info(leaderboard(study))

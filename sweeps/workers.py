@@ -43,7 +43,8 @@ def started_trials(study: optuna.Study) -> int:
 
 
 def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
-    """Join the study and run trials until finished and running ones reach ``settings.trials``.
+    """Join the study and run trials until finished and running ones reach ``settings.trials``, or the time
+    budget is spent.
 
     ``text`` is the corpus this process has already tokenized, if any.
     """
@@ -56,7 +57,7 @@ def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
     study, _ = open_study(space, settings.study_name, storage, settings.parallel)
     with experimental_features():
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold a place in the count
-    if started_trials(study) >= settings.trials:
+    if settings.trials is not None and started_trials(study) >= settings.trials:
         return
     parent_run_id = parent_run_of(study, client)
     # Each trial's loss plot is drawn and uploaded on this thread while the next trial trains.
@@ -64,13 +65,15 @@ def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
         experiment = experiment_id(client, options.experiment)
         objective = TrialObjective(settings, space, client, experiment, parent_run_id, text, plotter)
         with outages_surfaced():
+            counted = settings.trials is not None
             study.optimize(
                 objective,
-                n_trials=2 * settings.trials,  # failed trials are replaced; this bounds them when every trial fails
+                # failed trials are replaced; this bounds them when every trial fails (a budget bounds its own)
+                n_trials=2 * settings.trials if counted else None,
                 timeout=settings.timeout,
                 catch=(*TRIAL_FAILURES, TrialNotRun),
                 callbacks=[
-                    optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES),
+                    *([optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES)] if counted else []),
                     TrialBookkeeper(client, parent_run_id, space.metric, settings),
                 ],
             )

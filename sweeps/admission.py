@@ -15,7 +15,7 @@ import optuna
 
 from sweeps.sampling import free_points, repeated_trial
 from sweeps.space import SearchSpace
-from sweeps.trial_states import LIVE_STATES
+from sweeps.trial_states import LIVE_STATES, trials_run_here
 
 NOT_RUN_ATTR = "not_run"  # why a trial ended before training; such a trial does not count
 
@@ -51,7 +51,7 @@ def check_room(study: optuna.Study, trial: optuna.Trial, trials: int | None, spa
     Trial numbers order the workers: a trial runs only when fewer than ``trials`` live trials
     have lower numbers, so workers and machines that start at once end with exactly ``trials``.
     """
-    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=LIVE_STATES))
+    ahead = sum(t.number < trial.number for t in trials_run_here(study, LIVE_STATES))
     if trials is not None and ahead >= trials:
         raise StudyFull(f"the study already holds {trials} trials")
     free = free_points(study, space, excluding=trial.number)  # a queued retry holds its own point

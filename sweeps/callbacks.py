@@ -17,7 +17,7 @@ from sweeps.report import leaderboard, params_line
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import RUN_ID_ATTR, log_best_on_parent, remove_dropped_checkpoints
-from sweeps.trial_states import FINISHED_STATES
+from sweeps.trial_states import COUNTED_STATES, FINISHED_STATES, trials_run_here
 from tracking.runs import log_metrics, set_description, set_tags
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, metric: str, settings
     plus the confirmations still to come; under a time budget it is the budget's (and the count has no
     ``/N`` when the budget alone bounds the sweep).
     """
-    finished = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    finished = trials_run_here(study, FINISHED_STATES)
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     ranked = ranked_trials(study)
     best = f"best {ranked[0].value:.4f} (trial {ranked[0].number})" if ranked else "no complete trial yet"
@@ -102,6 +102,17 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, metric: str, settings
         f"[{count}] trial {trial.number} {trial.state.name}: {trial_result(trial, metric)}; {best}; "
         f"{seconds:.1f}s; {params_line(trial.params)}; {left}"
     )
+
+
+class StopAtTrials:
+    """Optuna's ``MaxTrialsCallback``, counting the finished and running trials run here, not a warm start's."""
+
+    def __init__(self, trials: int) -> None:
+        self.trials = trials
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(trials_run_here(study, COUNTED_STATES)) >= self.trials:
+            study.stop()
 
 
 class TrialBookkeeper:

@@ -22,6 +22,7 @@ from gpt.errors import UserError, one_line
 from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing, score
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR
+from sweeps.trial_states import WARM_START_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
         seeds = f"{ranked.mean:.4f} ± {ranked.std:.4f} ({ranked.seeds})" if ranked else "-"
         if ranked and ranked.failed:
             seeds += " failed"
+        joined = trial.user_attrs.get(WARM_START_ATTR)
         lines.append(
             f"{trial.number:>5}  {trial.state.name:<8}  {score(trial):>7.4f}  {seeds:<24}  {seconds:>7.1f}  "
-            f"{params_line(trial.params)}"
+            f"{params_line(trial.params)}" + (f"  (joined from {joined})" if joined else "")
         )
     if complete:
         best = best_result(study)

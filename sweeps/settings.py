@@ -83,6 +83,20 @@ class SweepSettings:
         minimum=0,
     )
     confirm_seeds: int = setting(DEFAULT_CONFIRM_SEEDS, "Other seeds per confirmed configuration.", minimum=1)
+    warm_start: str | None = setting(
+        None,
+        "An earlier study whose finished trials that fit this space join this one as done: they inform the "
+        "sampler and pruner, and are not trained again nor counted toward --trials. For a new study only.",
+    )
+    warm_start_storage: str | None = setting(
+        None, "The Optuna storage of the --warm-start study [default: this sweep's]."
+    )
+    warm_start_top: int = setting(
+        0,
+        "With --warm-start: also train the earlier study's best K configurations first, where this space "
+        "holds them and they did not join (its base changed).",
+        minimum=0,
+    )
     run: RunOptions = field(default_factory=RunOptions)
     deadline: Deadline | None = None  # set from time_budget when the sweep starts (sweeps.sweep.run_sweep)
 
@@ -92,6 +106,8 @@ class SweepSettings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0 seconds (got {value})")
+        if self.warm_start is None and (self.warm_start_storage is not None or self.warm_start_top):
+            raise ConfigError("warm_start_storage and warm_start_top go with a warm_start study")
         if self.trials is None and self.time_budget is None:
             raise ConfigError("trials may be left unset only with a time_budget, which then ends the sweep")
         if self.run.tracking_uri is None:

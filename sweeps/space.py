@@ -131,6 +131,17 @@ class Param:
             return trial.suggest_int(self.name, d.low, d.high, step=d.step, log=d.log)
         return trial.suggest_float(self.name, d.low, d.high, step=d.step, log=d.log)
 
+    def holds(self, value: Any) -> bool:
+        """``value`` is one this param can sample: a choice, or inside the range (on its step, if it has one)."""
+        d = self.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return value in d.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not d.low <= value <= d.high:
+            return False
+        if isinstance(d, optuna.distributions.IntDistribution):
+            return value == int(value) and (int(value) - d.low) % d.step == 0
+        return d.step is None or math.isclose((value - d.low) / d.step, round((value - d.low) / d.step))
+
     def candidate_values(self) -> list[Any]:
         """Values to try the base config with: every choice or int, or a float range's ends."""
         d = self.distribution

@@ -8,7 +8,7 @@ from gpt.errors import UserError
 from sweeps.optuna_internals import experimental_features
 from sweeps.sampling import DistinctSampler, make_pruner
 from sweeps.space import SearchSpace
-from sweeps.trial_states import FINISHED_STATES
+from sweeps.trial_states import FINISHED_STATES, trials_run_here
 
 
 def open_study(
@@ -39,4 +39,4 @@ def open_study(
 
 
 def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    return len(trials_run_here(study, FINISHED_STATES))

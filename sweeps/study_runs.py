@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
 from sweeps.ranking import best_result, best_trial, final_order, maximizing, ranked_trials
+from sweeps.trial_states import WARM_START_ATTR
 from tracking.runs import context_tags, create_run, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
 
@@ -102,9 +103,12 @@ def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
 
 def remove_dropped_checkpoints(study: optuna.Study, client: MlflowClient, keep: int) -> list[int]:
     """Delete the checkpoints of complete trials outside the best ``keep`` (by their mean over seeds once
-    confirmed); return their numbers."""
+    confirmed); return their numbers. A trial a warm start brought in keeps its checkpoint: its run is the
+    earlier study's, which decides for its own runs."""
     removed = []
     for trial in final_order(study)[keep:]:
+        if WARM_START_ATTR in trial.user_attrs:
+            continue
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id and delete_checkpoint(client, run_id, "not among the best trials"):
             removed.append(trial.number)

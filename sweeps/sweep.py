@@ -21,7 +21,7 @@ from sweeps.ranking import best_result
 from sweeps.report import leaderboard, log_study_report
 from sweeps.settings import SweepSettings
 from sweeps.space import SearchSpace
-from sweeps.storage import open_storage
+from sweeps.storage import load_study, open_storage
 from sweeps.study import finished_trials, open_study
 from sweeps.study_runs import (
     best_run_id,
@@ -31,6 +31,7 @@ from sweeps.study_runs import (
     wait_for_parent_run,
 )
 from sweeps.time_budget import check_budget_holds_a_trial, probe_rates, trial_flops
+from sweeps.warm_start import check_comparable, warm_start, warm_trials
 from sweeps.workers import WorkerPlacement, run_workers
 from tracking.models import register_run_model
 from tracking.runs import set_description, tracked_run
@@ -99,6 +100,10 @@ def run_sweep(
     space.check_data(text.tokens)
     if settings.time_budget is not None:
         settings = start_the_clock(settings, space, text, started)
+    earlier = None
+    if settings.warm_start is not None:
+        earlier = load_study(settings.warm_start, settings.warm_start_storage or settings.storage)
+        check_comparable(earlier, space)
     if dry_run:
         log.info(space.describe())
         log.info(
@@ -110,6 +115,10 @@ def run_sweep(
     settings = replace(settings, run=replace(options, tracking_uri=client.tracking_uri))
     storage = open_storage(settings.storage, retry_s=settings.storage_retry_s)
     study, created = open_study(space, settings.study_name, storage)
+    if created and earlier is not None:
+        log.info(warm_start(study, space, earlier, text.tokens, settings.warm_start_top).describe())
+    elif earlier is not None and not warm_trials(study):
+        log.info(f"--warm-start is for a new study: {study.study_name} exists, and resumes as it was")
     exp_id = experiment_id(client, options.experiment)
     parent_run_id = None if created else wait_for_parent_run(study, client)
     if parent_run_id is None:  # this process made the study (or its maker died before making the parent)

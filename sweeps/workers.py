@@ -20,7 +20,7 @@ from gpt.environment import LoadedText, load_tokens
 from gpt.errors import MachineFault, UserError
 from gpt.interrupt import exit_status, received_signal, stop_signals_remembered
 from sweeps.admission import TrialNotRun
-from sweeps.callbacks import TrialBookkeeper
+from sweeps.callbacks import StopAtTrials, TrialBookkeeper
 from sweeps.objective import TRIAL_FAILURES, TrialObjective
 from sweeps.optuna_internals import experimental_features
 from sweeps.recovery import stale_trial_callback
@@ -29,7 +29,7 @@ from sweeps.storage import open_storage
 from sweeps.storage_outage import outages_surfaced
 from sweeps.study import open_study
 from sweeps.study_runs import parent_run_of
-from sweeps.trial_states import COUNTED_STATES
+from sweeps.trial_states import COUNTED_STATES, trials_run_here
 from tracking.store import connect, experiment_id
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ ORPHAN_CHECK_S = 1.0
 
 def started_trials(study: optuna.Study) -> int:
     """Finished and running trials: what a worker checks before starting one more."""
-    return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
+    return len(trials_run_here(study, COUNTED_STATES))
 
 
 def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
@@ -73,7 +73,7 @@ def run_worker(settings: SweepSettings, text: LoadedText | None = None) -> None:
                 timeout=settings.timeout,
                 catch=(*TRIAL_FAILURES, TrialNotRun),
                 callbacks=[
-                    *([optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED_STATES)] if counted else []),
+                    *([StopAtTrials(settings.trials)] if counted else []),
                     TrialBookkeeper(client, parent_run_id, space.metric, settings),
                 ],
             )

@@ -1,0 +1,126 @@
+"""Warm starts (``sweep --warm-start STUDY``): an earlier study's finished trials inform a new one without
+being trained again.
+
+An earlier trial joins when the configuration it trained is one this space would train: its values of this
+space's params (read from the config it trained, so a param this space adds has the value it trained with)
+lie inside this space's ranges, and every other setting equals what this space's base gives, validation
+blocks and evaluation points included, so its value was measured as this study measures. A param the
+earlier space searched and this one does not must therefore have trained at this base's value. A joined
+trial is added in its state (complete, or pruned with its reports) with its value and reports: it informs
+the sampler and the pruner, holds its point (so it is never trained again) and ranks like any trial, but
+counts toward nothing (``sweeps.trial_states.trials_run_here``).
+
+``top``: the earlier study's best K configurations are also queued to train first, where this space holds
+their values and no trial here holds their point (one that joined already does). That serves a space whose
+base changed (longer training, more data), where no trial can join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from gpt.config import TrainingConfig
+from gpt.data import TokenizedText
+from gpt.errors import UserError
+from sweeps.objective import trial_config
+from sweeps.ranking import ranked_trials
+from sweeps.sampling import held_points
+from sweeps.space import SearchSpace
+from sweeps.trial_states import FINISHED_STATES, WARM_START_ATTR
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a warm start found in the earlier study."""
+
+    earlier: str
+    finished: int
+    joined: int
+    queued: int
+
+    def describe(self) -> str:
+        queued = f"; {self.queued} of its best queued to train first" if self.queued else ""
+        if not self.joined:
+            return (
+                f"Warm start from study {self.earlier}: none of its {self.finished} finished trials fits this "
+                f"space (same base, values inside its ranges){queued}" + ("" if self.queued else "; starting cold")
+            )
+        return (
+            f"Warm start from study {self.earlier}: {self.joined} of its {self.finished} finished trials joined "
+            f"as done, not counted toward --trials{queued}"
+        )
+
+
+def check_comparable(earlier: optuna.Study, space: SearchSpace) -> None:
+    """The earlier study must measure and rank as this space does, else its values mean something else."""
+    metric = earlier.metric_names[0] if earlier.metric_names else None
+    direction = earlier.direction.name.lower()
+    if (metric, direction) != (space.metric, space.direction):
+        raise UserError(
+            f"cannot warm-start from study {earlier.study_name!r}: it {direction}s {metric}, "
+            f"this space {space.direction}s {space.metric}"
+        )
+
+
+def point_in(space: SearchSpace, config: TrainingConfig) -> dict | None:
+    """``config``'s values of the space's params, if the space can sample every one of them."""
+    flat = config.to_flat_dict()
+    params = {p.name: flat[p.name] for p in space.params}
+    return params if all(p.holds(params[p.name]) for p in space.params) else None
+
+
+def joining_params(trial: FrozenTrial, space: SearchSpace, tokens: TokenizedText) -> dict | None:
+    """The point an earlier trial joins this study at, or None where it trained another configuration."""
+    if "config" not in trial.user_attrs:
+        return None
+    trained = TrainingConfig.from_dict(trial.user_attrs["config"])
+    params = point_in(space, trained)
+    if params is None or trial_config(space, params, tokens)[0] != trained:
+        return None
+    return params
+
+
+def warm_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials a warm start brought into ``study``."""
+    return [t for t in study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs]
+
+
+def warm_start(
+    study: optuna.Study, space: SearchSpace, earlier: optuna.Study, tokens: TokenizedText, top: int = 0
+) -> WarmStart:
+    """Add the earlier study's trials that fit ``space`` to the new ``study``, and queue its ``top`` best."""
+    distributions = {p.name: p.distribution for p in space.params}
+    finished = earlier.get_trials(deepcopy=False, states=FINISHED_STATES)
+    joined = 0
+    for trial in finished:
+        params = joining_params(trial, space, tokens)
+        if params is None:
+            continue
+        study.add_trial(
+            FrozenTrial(  # as it ran, its start and end included: a confirmation of it takes that long
+                number=0,  # the storage numbers it
+                trial_id=0,
+                state=trial.state,
+                value=trial.value,
+                datetime_start=trial.datetime_start,
+                datetime_complete=trial.datetime_complete,
+                params=params,
+                distributions=distributions,
+                user_attrs={**trial.user_attrs, WARM_START_ATTR: f"{earlier.study_name}#{trial.number}"},
+                system_attrs={},
+                intermediate_values=trial.intermediate_values,
+            )
+        )
+        joined += 1
+    queued = 0
+    held = held_points(study, space.names)
+    for trial in ranked_trials(earlier)[:top]:
+        config = trial.user_attrs.get("config")
+        params = point_in(space, TrainingConfig.from_dict(config)) if config else None
+        if params is not None and tuple(params.values()) not in held:
+            study.enqueue_trial(params)
+            queued += 1
+    return WarmStart(earlier.study_name, len(finished), joined, queued)

@@ -27,7 +27,7 @@ from gpt.training import EvalResult, TrainingCallback, TrainingHistory
 from sweeps.admission import admit
 from sweeps.optuna_internals import FAILED_TRIAL_ATTR
 from sweeps.recovery import WORKER_ATTR, this_worker
-from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
+from sweeps.sampling import FAIL_REASON_ATTR, LAST_PRUNING_POINT, REPORT_POINTS
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, child_run_tags, ranks_in_top
 from sweeps.time_budget import FLOPS_ATTR, check_time_left, trial_flops
@@ -57,6 +57,7 @@ class PruningReporter(TrainingCallback):
     Trials with other context lengths or batch sizes run other numbers of optimizer
     steps; the report step is the tenth of training reached (0..10), not the step. The value
     is each evaluation's loss on the fixed validation subset (for ``best_val_loss``, the best so far).
+    The pruner is asked only up to ``LAST_PRUNING_POINT``: a trial past half its training finishes.
     """
 
     def __init__(self, trial: optuna.Trial, metric: str, points: int = REPORT_POINTS) -> None:
@@ -70,7 +71,7 @@ class PruningReporter(TrainingCallback):
             return
         self.last_point = point
         self.trial.report(self.best if self.metric == "best_val_loss" else result.val_loss, point)
-        if self.trial.should_prune():
+        if point <= LAST_PRUNING_POINT and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
 
 

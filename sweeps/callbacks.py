@@ -61,18 +61,18 @@ def parent_description(study: optuna.Study, metric: str, settings: SweepSettings
     """The parent run's description: the study, its objective, what bounds it, and its leaderboard."""
     bound = asked_for(settings)
     return "\n".join(
-        [f"**Sweep** `{study.study_name}`: {study.direction.name.lower()} `{metric}`, {bound} asked for.",
+        [f"**Sweep** `{study.study_name}`: {study.direction.name.lower()} `{metric}`; asked for {bound}.",
          "", "```", leaderboard(study), "```"]
     )  # fmt: skip
 
 
 def asked_for(settings: SweepSettings) -> str:
-    """``30 trials``, ``30 trials (time budget 1h00m)`` or ``the trials a 1h00m budget holds``."""
+    """``30 trials``, ``30 trials (time budget 1h00m)`` or ``as many trials as a 1h00m budget holds``."""
     if settings.time_budget is None:
         return f"{settings.trials} trials"
     budget = duration(settings.time_budget)
     return (
-        f"the trials a {budget} budget holds"
+        f"as many trials as a {budget} budget holds"
         if settings.trials is None
         else f"{settings.trials} trials (time budget {budget})"
     )

@@ -67,9 +67,9 @@ class SweepResult:
 
 
 def start_the_clock(settings: SweepSettings, space: SearchSpace, text: LoadedText, started: float) -> SweepSettings:
-    """Settings with the deadline of their time budget, counted from ``started``, and the rate a few
-    timed training steps of the space's base configuration run at here; a budget that cannot hold one
-    trial (and its confirmations) is refused now."""
+    """Settings with the deadline of their time budget, counted from ``started``, and the rates a few timed
+    training steps and an evaluation batch of the space's base configuration run at here; a budget that
+    cannot hold one trial (and its confirmations) is refused now."""
     base, total_steps = trial_config(space, {}, text.tokens)
     probe = probe_rates(base, text, settings.run.device)
     flops = trial_flops(base, total_steps, text.tokens)
@@ -123,8 +123,10 @@ def run_sweep(
     parent_run_id = None if created else wait_for_parent_run(study, client)
     if parent_run_id is None:  # this process made the study (or its maker died before making the parent)
         parent_run_id = create_parent_run(study, client, exp_id, parent_params(study, space), space.path)
+    count = f" of {settings.trials}" if settings.trials is not None else ""
+    budget = f" (time budget {duration(settings.time_budget)})" if settings.time_budget is not None else ""
     log.info(
-        f"Study {study.study_name}: {finished_trials(study)} of {asked_for(settings)} finished; "
+        f"Study {study.study_name}: {finished_trials(study)}{count} trials finished{budget}; "
         f"MLflow parent run {parent_run_id}; storage {redacted(settings.storage)}"
     )
     with tracked_run(client, exp_id, None, run_id=parent_run_id, system_metrics=options.system_metrics):

@@ -104,7 +104,7 @@ def test_sweep_tracks_resumes_prunes_keeps_one_checkpoint_and_exports_the_best(t
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-tiny"
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("**Sweep** `sweep-tiny`: minimize `final_val_loss`, 9 trials asked for.")
+    assert description.startswith("**Sweep** `sweep-tiny`: minimize `final_val_loss`; asked for 9 trials.")
     assert "Study sweep-tiny: " in description and "mean ± std over seeds" in description  # the leaderboard
     assert parent.data.params["space.learning_rate"] == "float 1e-05..0.03 log"
     assert len(client.search_runs([parent.info.experiment_id], "attributes.run_name = 'sweep-tiny'")) == 1

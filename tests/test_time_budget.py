@@ -89,4 +89,4 @@ def test_a_time_budget_ends_the_sweep_on_time_with_its_confirmations(tmp_path, s
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert {run.info.status for run in runs} == {"FINISHED"}
     parent = client.get_run(study.user_attrs[PARENT_RUN_ATTR])
-    assert f"the trials a {budget}s budget holds" in parent.data.tags["mlflow.note.content"]
+    assert f"as many trials as a {budget}s budget holds" in parent.data.tags["mlflow.note.content"]

@@ -69,6 +69,7 @@ def test_a_bad_or_too_short_budget_is_one_line_before_any_trial(tmp_path, store,
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times a sweep: alone, its trials take as long as its estimates learn
 def test_a_time_budget_ends_the_sweep_on_time_with_its_confirmations(tmp_path, store, verdict, capsys):
     budget = 45
     started = time.time()

@@ -209,13 +209,15 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(store, verdict, capsys):
 
 @pytest.mark.slow
 def test_a_single_run_loads_neither_optuna_nor_the_sweeps_nor_pyplot(store, verdict, tmp_path):
-    """The sweeps package and its settings module are declarations the CLI builds its flags from."""
+    """The sweeps package, its settings module and the durations they read (``sweeps.clock``) are
+    declarations the CLI builds its flags from."""
     args = ["single", "--data", str(verdict), "--tracking-uri", store, "--num-epochs", "1", "--emb-dim", "16",
             "--n-heads", "2", "--n-layers", "1", "--max-length", "16", "--stride", "256"]  # fmt: skip
     code = (
         f"import sys, runner; status = runner.main({args!r}); "
         "print('status', status, 'loaded:', sorted(m for m in sys.modules "
-        "if m in ('optuna', 'matplotlib.pyplot') or m.startswith('sweeps.') and m != 'sweeps.settings'))"
+        "if m in ('optuna', 'matplotlib.pyplot') or m.startswith('sweeps.') "
+        "and m not in ('sweeps.settings', 'sweeps.clock')))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip

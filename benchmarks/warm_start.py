@@ -1,0 +1,82 @@
+"""Does a warm start pay? A finished study, then a shifted space searched cold and warm-started from it.
+
+    python -m benchmarks.warm_start --earlier 16 --later 8 --tokens 60000
+
+On WikiText-2 (train on test.txt, validate on valid.txt): a study of ``--earlier`` trials on the default
+space (``--tokens`` training tokens a trial, no confirmations), then ``--later`` trials on the same
+space with its learning-rate range shifted up by ``--shift`` (3 times by default: 3e-4..3e-2), once cold and
+once with ``--warm-start`` from the first. Printed: the earlier study's best, and for each later study
+the best of its own first k trials for every k, and the first k at which it reaches the earlier best.
+All on fresh stores in a temp folder, one sampler seed (``--seed``).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import optuna
+
+from process_setup import prepare_sweep_process, prepare_sweep_worker
+from sweeps.settings import SweepSettings
+from sweeps.space import DEFAULT_SPACE
+from sweeps.sweep import run_sweep
+from sweeps.trial_states import trials_run_here
+
+WIKITEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikitext-2"
+LR_RANGE = "learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
+
+
+def best_so_far(study: optuna.Study) -> list[float]:
+    """The best complete value among the study's own first k trials, for each k (inf before one completes)."""
+    best, values = math.inf, []
+    for trial in sorted(trials_run_here(study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)),
+                        key=lambda t: t.number):  # fmt: skip
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            best = min(best, trial.value)
+        values.append(best)
+    return values
+
+
+@click.command()
+@click.option("--earlier", type=click.IntRange(min=1), default=16, show_default=True, help="Trials of the first study.")
+@click.option("--later", type=click.IntRange(min=1), default=8, show_default=True, help="Trials of each later one.")
+@click.option("--tokens", type=click.IntRange(min=1), default=60000, show_default=True, help="Training tokens a trial.")
+@click.option("--shift", type=click.FloatRange(min=1), default=3.0, show_default=True, help="Learning-rate shift.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
+@click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
+def main(earlier: int, later: int, tokens: int, shift: float, seed: int, data: str, val_data: str) -> None:
+    prepare_sweep_process()
+    with tempfile.TemporaryDirectory(prefix="gpt-warm-") as name:
+        folder = Path(name)
+        text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
+        first = folder / "first.yaml"
+        first.write_text(text)
+        shifted = folder / "shifted.yaml"
+        low, high = 1e-4 * shift, 1e-2 * shift
+        shifted.write_text(
+            text.replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
+        )
+        base = SweepSettings.in_folder(folder, first, earlier, data=data, val_data=val_data, device="cpu",
+                                       log_every=1000, confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
+        done = run_sweep(base, worker_setup=prepare_sweep_worker).study
+        target = min(t.value for t in done.get_trials() if t.value is not None and t.state.name == "COMPLETE")
+        curves = {}
+        for label, options in (("cold", {}), ("warm", {"warm_start": done.study_name})):
+            settings = replace(base, space_path=shifted, trials=later, study_name=f"shifted-{label}", **options)
+            curves[label] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
+    click.echo(f"\nearlier study: {earlier} trials, best final_val_loss {target:.4f}")
+    click.echo(f"learning rate shifted x{shift:g}: best of the first k trials of each later study")
+    click.echo(f"{'k':<6}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
+    for label, curve in curves.items():
+        click.echo(f"{label:<6}" + "".join(f"{v:>8.4f}" for v in curve))
+        reached = next((k for k, v in enumerate(curve, start=1) if v <= target), None)
+        click.echo(f"  {label}: reaches the earlier best {'at trial ' + str(reached) if reached else 'never'}")
+
+
+if __name__ == "__main__":
+    main()

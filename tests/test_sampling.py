@@ -47,9 +47,9 @@ def point(trial) -> tuple:
     return tuple(sorted(trial.params.items()))
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
+@pytest.mark.parametrize("sampler", ["tpe", "tpe-multivariate", "gp", "random", "grid"])
 def test_two_machines_with_one_seed_never_draw_the_same_point(tmp_path, sampler):
-    space = load_space(tmp_path, DISCRETE, sampler=sampler)  # 80 points; TPE fits its model after 10 trials
+    space = load_space(tmp_path, DISCRETE, sampler=sampler)  # 80 points; TPE and GP model them after 10 trials
     machines = [machine(tmp_path, space), machine(tmp_path, space)]
     drawn = [point(run_trial(machines[n % 2], space, value=(n * 7) % 5)) for n in range(40)]
     assert len(set(drawn)) == 40

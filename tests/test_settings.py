@@ -28,7 +28,7 @@ def settings(tmp_path: Path, **values) -> SweepSettings:
     [
         ({"workers": 0}, "workers must be >= 1 (got 0)"),
         ({"confirm_seeds": 0}, "confirm_seeds must be >= 1 (got 0)"),
-        ({"sampler": "bayes"}, "sampler must be one of tpe, random, grid (got 'bayes')"),
+        ({"sampler": "bayes"}, "sampler must be one of tpe, tpe-multivariate, gp, random, grid (got 'bayes')"),
         ({"timeout": 0.0}, "timeout must be > 0 seconds (got 0.0)"),
         ({"device": "tpu"}, "device must be one of auto, cpu, cuda, mps (got 'tpu')"),
         ({"log_every": 0}, "log_every must be >= 1 (got 0)"),

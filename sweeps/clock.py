@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpt.cost import RunFlops
 
 DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
 
@@ -38,6 +42,10 @@ class ProbeRates:
 
     training: float
     evaluation: float
+
+    def seconds(self, flops: RunFlops) -> float:
+        """A run of ``flops`` at these rates: its training and its evaluations, each at its own."""
+        return self.training * flops.training + self.evaluation * flops.evaluation
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,7 @@ def start_the_clock(settings: SweepSettings, space: SearchSpace, text: LoadedTex
     cannot hold one trial (and its confirmations) is refused now."""
     base, total_steps = trial_config(space, {}, text.tokens)
     probe = probe_rates(base, text, settings.run.device)
-    flops = trial_flops(base, total_steps, text.tokens)
-    first_trial_s = probe.training * flops.training + probe.evaluation * flops.evaluation
+    first_trial_s = probe.seconds(trial_flops(base, total_steps, text.tokens))
     check_budget_holds_a_trial(settings.time_budget, first_trial_s, settings.confirm, settings.confirm_seeds)
     log.info(f"Time budget {duration(settings.time_budget)}: a trial of the base configuration takes about "
              f"{duration(first_trial_s)} here, by a few timed steps and an evaluation")  # fmt: skip

@@ -68,7 +68,7 @@ def estimated_seconds(study: optuna.Study, flops: RunFlops, probe: ProbeRates) -
     timed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
              if FLOPS_ATTR in t.user_attrs and t.duration]  # fmt: skip
     if not timed:
-        return probe.training * flops.training + probe.evaluation * flops.evaluation
+        return probe.seconds(flops)
     rate = sum(t.duration.total_seconds() for t in timed) / sum(t.user_attrs[FLOPS_ATTR] for t in timed)
     return rate * flops.total
 

@@ -84,13 +84,17 @@ def space_with_tokens(folder: Path, tokens: int) -> Path:
     return path
 
 
-def project_sweep(folder: Path, space_file: Path, text: LoadedText, data: str, val_data: str, budget: float,
-                  seed: int) -> tuple[TrainingConfig, int, float]:  # fmt: skip
-    """``runner.py sweep --time-budget``: its pick's config, its trials and its wall time."""
-    (folder / f"project-{seed}").mkdir()
+def project_sweep(
+    folder: Path, space_file: Path, data: str, val_data: str, budget: float, seed: int,
+    sampler: str | None = None, pruner: str | None = None,
+) -> tuple[TrainingConfig, int, float]:  # fmt: skip
+    """``runner.py sweep --time-budget`` (with ``--sampler``/``--pruner`` where given, else the space's):
+    its pick's config, its trials and its wall time."""
+    name = "-".join(["project", *(s for s in (sampler, pruner) if s), str(seed)])
+    (folder / name).mkdir()
     settings = SweepSettings.in_folder(
-        folder / f"project-{seed}", space_file, None, time_budget=budget, seed=seed, data=data, val_data=val_data,
-        device="cpu", log_every=1000, study_name=f"project-{seed}", experiment="peer-benchmark",
+        folder / name, space_file, None, time_budget=budget, seed=seed, data=data, val_data=val_data,
+        device="cpu", log_every=1000, study_name=name, experiment="peer-benchmark", sampler=sampler, pruner=pruner,
     )  # fmt: skip
     started = time.time()
     result = run_sweep(settings, worker_setup=prepare_sweep_worker, started=started)
@@ -224,7 +228,7 @@ def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, data: str
         space_file = space_with_tokens(folder, tokens)
         space = SearchSpace.load(space_file)
         for repeat in range(repeats):
-            config, trials, wall = project_sweep(folder, space_file, text, data, val_data, budget, repeat)
+            config, trials, wall = project_sweep(folder, space_file, data, val_data, budget, repeat)
             params = {name: config.to_flat_dict()[name] for name in space.names}
             project = Pick("project", params, trials, wall, retrain_project(config, text, seeds))
             params, trials, wall = peer_sweep(folder, space, text, budget, repeat)

@@ -208,22 +208,57 @@ def sweep(space_file, study, storage, dry_run, **values) -> None:
     run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run, started=started)
 
 
+def limits_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> tuple:
+    """``--max params=5e6`` (repeatable): a limit the pick from a study must meet; a wrong one is a usage line."""
+    from gpt.errors import ConfigError
+    from sweeps.metrics import Limit
+
+    try:
+        return tuple(Limit.parse_text(text, "max" if param.name == "at_most" else "min") for text in texts)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+LIMIT_OPTIONS = [
+    click.option("--max", "at_most", multiple=True, callback=limits_given, metavar="METRIC=N",
+                 help="Pick the best trial with METRIC at most N (e.g. params=5e6): a pick from the front."),
+    click.option("--min", "at_least", multiple=True, callback=limits_given, metavar="METRIC=N",
+                 help="Pick the best trial with METRIC at least N (e.g. tokens_per_second=20000)."),
+]  # fmt: skip
+
+
+def limit_options(command):
+    for option in reversed(LIMIT_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--study", required=True, help="Optuna study name.")
 @STORAGE_OPTION
 @TRACKING_URI_OPTION
 @click.option("--export", type=click.Path(path_type=Path), default=None, help="Write the best trial's config here.")
-def best(study, storage, tracking_uri, export) -> None:
+@limit_options
+@click.option("--register", is_flag=True, help="Register the pick's model as gpt-<study> in MLflow's registry.")
+def best(study, storage, tracking_uri, export, at_most, at_least, register) -> None:
     """Show a study's best trial; --export writes a config that `single --config` reproduces."""
     from sweeps.report import describe_best, export_best
     from sweeps.storage import default_storage, load_study
     from tracking.store import resolve_tracking_uri
 
     quiet_optuna()
+    limits = at_most + at_least
     loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
-    click.echo(describe_best(loaded))
+    click.echo(describe_best(loaded, limits))
     if export:
-        click.echo(f"Wrote {export_best(loaded, export)}; rerun it with: python runner.py single --config {export}")
+        click.echo(
+            f"Wrote {export_best(loaded, export, limits)}; rerun it with: python runner.py single --config {export}"
+        )
+    if register:
+        from sweeps.sweep import register_best_model
+        from tracking.store import connect
+
+        click.echo(f"Registered {register_best_model(loaded, connect(tracking_uri), limits)}")
 
 
 @cli.command()
@@ -251,9 +286,11 @@ def ui(host, port, tracking_uri) -> None:
 @click.option("--seed", type=int, help="Seed for sampling, for repeatable text.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @TRACKING_URI_OPTION
+@limit_options
 def generate(
-    run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri
-) -> None:
+    run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri,
+    at_most, at_least,
+) -> None:  # fmt: skip
     """Print a prompt and its continuation by a trained run's model."""
     from gpt.generation import SamplingSettings
     from tracking.models import sample_from_run
@@ -267,7 +304,8 @@ def generate(
         from tracking.store import resolve_tracking_uri
 
         quiet_optuna()
-        run_id = best_run_id(load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri))))
+        loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
+        run_id = best_run_id(loaded, at_most + at_least)
     click.echo(sample_from_run(tracking_uri, run_id, prompt, settings, seed, device))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import tiktoken
@@ -138,3 +140,24 @@ def continue_text(
         generator=generator,
     )
     return token_ids_to_text(ids, tokenizer)
+
+
+def ms_per_generated_token(model: GPTModel, context: int, tokens: int = 16, batch: int = 1) -> float:
+    """Milliseconds per token of greedy generation with every window ``context`` tokens long, ``batch``
+    sequences at once, on the model's own device and dtype: what a model costs to run. The weights do not
+    change the arithmetic, so an untrained model times as its trained self (a sweep measures before
+    training). The median of ``tokens`` single steps, after one to warm up."""
+    device = next(model.parameters()).device
+    window = torch.zeros((batch, context), dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()
+    seconds = []
+    with torch.inference_mode():
+        for _ in range(tokens + 1):
+            started = time.perf_counter()
+            generate(model, window, 1, context)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - started)
+    model.train(was_training)
+    return 1000 * statistics.median(seconds[1:])

@@ -12,4 +12,4 @@ DEFAULT_STORAGE_RETRY_S = 300  # seconds a sweep waits for a database storage th
 JOURNAL_NAME = "optuna-journal.log"  # the default storage: a journal file beside the MLflow SQLite store
 GRACE_BEATS = 3  # a trial whose worker missed this many beats is stale: failed and run again
 SAMPLERS = ("tpe", "tpe-multivariate", "gp", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "pareto", "none")

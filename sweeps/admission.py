@@ -2,8 +2,8 @@
 
 Optuna has no hook between ``ask`` and the objective, so the objective's first call is ``admit``: a trial
 beyond the ``--trials`` the study should hold, in a space with no new point left, whose point another
-worker sampled at the same moment, or that the time budget left cannot hold ends FAILED before any
-training, with its reason, and is not counted.
+worker sampled at the same moment, whose parameters break a limit of the space, or that the time budget
+left cannot hold ends FAILED before any training, with its reason, and is not counted.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ class RepeatedPoint(TrialNotRun):
     pass
 
 
+class Infeasible(TrialNotRun):
+    """The point breaks a limit known before training (its parameters, its generation latency)."""
+
+
 class BudgetSpent(TrialNotRun):
     """The time budget left holds no more trial and the confirmations after it (``sweeps.time_budget``)."""
 
@@ -63,19 +67,20 @@ def admit(
     trial: optuna.Trial,
     space: SearchSpace,
     trials: int | None,
-    check_time: Callable[[dict[str, Any]], None] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The trial's sampled values, if it may train; else its reason is recorded and ``TrialNotRun`` raised
-    (stopping the sweep where nothing more can run). ``check_time`` refuses sampled values whose training
-    the time budget left cannot hold (``BudgetSpent``)."""
+    (stopping the sweep where nothing more can run). ``check`` refuses sampled values whose training
+    the time budget left cannot hold (``BudgetSpent``) or that break a limit known before training
+    (``Infeasible``; the sampler redraws points over a limit on parameters, so there it is a last resort)."""
     try:
         check_room(trial.study, trial, trials, space)
         sampled = space.sample(trial)
         repeated = repeated_trial(trial.study, trial, space)
         if repeated is not None:
             raise RepeatedPoint(f"its point repeats trial {repeated}, sampled at the same moment")
-        if check_time is not None:
-            check_time(sampled)
+        if check is not None:
+            check(sampled)
     except TrialNotRun as exc:
         trial.set_user_attr(NOT_RUN_ATTR, str(exc))
         if exc.stops_sweep:

@@ -11,8 +11,9 @@ from optuna.trial import FrozenTrial, TrialState
 from gpt.interrupt import stop_if_signalled
 from sweeps.admission import NOT_RUN_ATTR
 from sweeps.clock import duration
+from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR
 from sweeps.ranking import confirmations as confirmations_of
-from sweeps.ranking import last_report, ranked_trials
+from sweeps.ranking import last_report, loss_of, objectives_of, ranked_trials
 from sweeps.report import leaderboard, params_line
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.settings import SweepSettings
@@ -41,9 +42,19 @@ def trial_result(trial: FrozenTrial, metric: str) -> str:
         return (
             f"pruned at {reported[0]}/{REPORT_POINTS} of training: {measure} {reported[1]:.4f} on {subset}, no {metric}"
         )
-    if trial.value is not None:
-        return f"{metric} {trial.value:.4f}"
+    if trial.values:
+        infeasible = trial.user_attrs.get(INFEASIBLE_ATTR)
+        return (
+            f"{metric} {trial.values[0]:.4f}"
+            + (costs_line(trial) if len(trial.values) > 1 else "")
+            + (f" (infeasible: {infeasible})" if infeasible else "")
+        )
     return trial.user_attrs.get(FAIL_REASON_ATTR, "no result")
+
+
+def costs_line(trial: FrozenTrial) -> str:
+    """``, params 1.23e+06, params_non_embedding 2.1e+05, tokens_per_second 8,712``: what the trial measured."""
+    return "".join(f", {name} {value:,.4g}" for name, value in trial.user_attrs.get(METRICS_ATTR, {}).items())
 
 
 def trial_description(trial: FrozenTrial, study_name: str, metric: str) -> str:
@@ -61,7 +72,8 @@ def parent_description(study: optuna.Study, metric: str, settings: SweepSettings
     """The parent run's description: the study, its objective, what bounds it, and its leaderboard."""
     bound = asked_for(settings)
     return "\n".join(
-        [f"**Sweep** `{study.study_name}`: {study.direction.name.lower()} `{metric}`; asked for {bound}.",
+        [f"**Sweep** `{study.study_name}`: {' and '.join(f'{o.direction} `{o.metric}`' for o in objectives_of(study))}"
+         f"; asked for {bound}.",
          "", "```", leaderboard(study), "```"]
     )  # fmt: skip
 
@@ -88,7 +100,7 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, metric: str, settings
     finished = trials_run_here(study, FINISHED_STATES)
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     ranked = ranked_trials(study)
-    best = f"best {ranked[0].value:.4f} (trial {ranked[0].number})" if ranked else "no complete trial yet"
+    best = f"best {loss_of(ranked[0]):.4f} (trial {ranked[0].number})" if ranked else "no complete trial yet"
     if settings.deadline is not None:
         left = settings.deadline.describe_left()
     else:
@@ -137,6 +149,6 @@ class TrialBookkeeper:
         ranked = ranked_trials(study)
         if not ranked:
             return
-        log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": ranked[0].value})
+        log_metrics(self.client, self.parent_run_id, trial.number, {"best_value": loss_of(ranked[0])})
         log_best_on_parent(study, self.client, self.parent_run_id, self.metric)
         remove_dropped_checkpoints(study, self.client, self.settings.checkpoints_while_searching)

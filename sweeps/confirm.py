@@ -21,7 +21,7 @@ from gpt.errors import one_line
 from gpt.training import TrainingHistory
 from sweeps.clock import Deadline, duration
 from sweeps.objective import TRIAL_FAILURES, log_time_split, objective_value
-from sweeps.ranking import confirmation_key, confirmed_ranking, ranked_trials
+from sweeps.ranking import confirmation_key, confirmed_ranking, loss_of, to_confirm
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import child_run_tags
 from tracking.runs import log_params, run_params, set_description, tracked_run
@@ -39,11 +39,12 @@ def confirmation_seeds(seed: int, count: int) -> list[int]:
 
 
 def missing_confirmations(study: optuna.Study, best: int, seeds: int) -> list[tuple[FrozenTrial, int]]:
-    """(trial, seed) pairs of the ``best`` trials by their own value not yet confirmed."""
+    """(trial, seed) pairs of the ``best`` trials by their own value (with several objectives, ``best``
+    members of the front) not yet confirmed."""
     done = study.user_attrs
     return [
         (trial, seed)
-        for trial in ranked_trials(study)[:best]
+        for trial in to_confirm(study, best)
         for seed in confirmation_seeds(TrainingConfig.from_dict(trial.user_attrs["config"]).seed, seeds)
         if confirmation_key(trial.number, seed) not in done
     ]
@@ -55,9 +56,17 @@ def confirmation_description(
     """A confirmation run's description in MLflow's UI: which trial it repeats, on which seed, and how it did."""
     return (
         f"**Confirmation** of trial {trial.number} of study `{study_name}` with seed {seed}: {result} "
-        f"(the trial's own seed: {metric} {trial.value:.4f}). The sweep ranks a configuration by the mean "
+        f"(the trial's own seed: {metric} {loss_of(trial):.4f}). The sweep ranks a configuration by the mean "
         "over its seeds."
     )
+
+
+def confirmed_what(study: optuna.Study, todo: list[tuple[FrozenTrial, int]], confirm: int) -> str:
+    """``the 3 best configurations``, or with several objectives ``4 members of the front``."""
+    if len(study.directions) == 1:
+        return f"the {confirm} best configurations"
+    members = len({trial.number for trial, _ in todo})
+    return f"{members} member{'s' if members > 1 else ''} of the front"
 
 
 def fits_the_budget(trial: FrozenTrial, deadline: Deadline | None) -> bool:
@@ -79,7 +88,7 @@ def confirm_best(
     if not todo:
         return
     log.info(
-        f"Confirming the {settings.confirm} best configurations with {settings.confirm_seeds} more "
+        f"Confirming {confirmed_what(study, todo, settings.confirm)} with {settings.confirm_seeds} more "
         f"seed{'s' if settings.confirm_seeds > 1 else ''} each: "
         f"{len(todo)} run{'s' if len(todo) > 1 else ''} to train"
     )

@@ -20,12 +20,17 @@ import torch
 
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText, steps_per_epoch
+from gpt.device import choose_device
 from gpt.disk_space import OutOfSpace
 from gpt.environment import LoadedText, prepare_environment
 from gpt.errors import NonFiniteLossError, UserError, one_line
+from gpt.generation import ms_per_generated_token
+from gpt.model import GPTModel
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
-from sweeps.admission import admit
+from sweeps.admission import Infeasible, admit
+from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, broken_limits, config_metrics
 from sweeps.optuna_internals import FAILED_TRIAL_ATTR
+from sweeps.pareto import PARETO_MARGIN, REPORTS_ATTR, dominated_at
 from sweeps.recovery import WORKER_ATTR, this_worker
 from sweeps.sampling import FAIL_REASON_ATTR, LAST_PRUNING_POINT, REPORT_POINTS
 from sweeps.space import SearchSpace
@@ -51,6 +56,14 @@ def objective_value(history: TrainingHistory, metric: str) -> float:
     return history.best_eval.val_loss if metric == "best_val_loss" else history.final_val_loss
 
 
+def trial_values(history: TrainingHistory, space: SearchSpace, metrics: dict[str, float]) -> float | tuple[float, ...]:
+    """What the trial returns to Optuna: its loss, or with several objectives the loss and each cost."""
+    loss = objective_value(history, space.metric)
+    if not space.several:
+        return loss
+    return (loss, *(metrics[o.metric] for o in space.objectives[1:]))
+
+
 class PruningReporter(TrainingCallback):
     """Reports to Optuna at fixed fractions of each trial's training, so steps line up across trials.
 
@@ -58,11 +71,17 @@ class PruningReporter(TrainingCallback):
     steps; the report step is the tenth of training reached (0..10), not the step. The value
     is each evaluation's loss on the fixed validation subset (for ``best_val_loss``, the best so far).
     The pruner is asked only up to ``LAST_PRUNING_POINT``: a trial past half its training finishes.
+    With several objectives (Optuna refuses ``trial.report`` there) the reports go to a trial attribute,
+    and the ``pareto`` pruner is ``sweeps.pareto``'s rule, given the costs the trial knows (``costs``, and
+    its training speed so far).
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str, points: int = REPORT_POINTS) -> None:
-        self.trial, self.metric, self.points = trial, metric, points
+    def __init__(
+        self, trial: optuna.Trial, space: SearchSpace, costs: dict[str, float], points: int = REPORT_POINTS
+    ) -> None:
+        self.trial, self.space, self.costs, self.points = trial, space, costs, points
         self.best, self.last_point = math.inf, -1
+        self.reports: list[tuple[int, float]] = []
 
     def on_eval(self, result: EvalResult) -> None:
         self.best = min(self.best, result.val_loss)
@@ -70,8 +89,23 @@ class PruningReporter(TrainingCallback):
         if point <= self.last_point:
             return
         self.last_point = point
-        self.trial.report(self.best if self.metric == "best_val_loss" else result.val_loss, point)
-        if point <= LAST_PRUNING_POINT and self.trial.should_prune():
+        value = self.best if self.space.metric == "best_val_loss" else result.val_loss
+        if self.space.several:
+            self.reports.append((point, value))
+            self.trial.set_user_attr(REPORTS_ATTR, self.reports)
+        else:
+            self.trial.report(value, point)
+        if point > LAST_PRUNING_POINT:
+            return
+        if self.space.pruner == "pareto":
+            costs = {**self.costs, "tokens_per_second": result.tokens_per_sec}
+            leader = dominated_at(self.trial.study, self.trial.number, point, value, costs, self.space.objectives)
+            if leader is not None:
+                raise optuna.TrialPruned(
+                    f"pruned at {point}/{self.points} of training: trial {leader.number} costs no more and its "
+                    f"loss there was lower by over {PARETO_MARGIN}"
+                )
+        elif not self.space.several and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {point}/{self.points} of training")
 
 
@@ -128,7 +162,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
-        sampled = admit(trial, self.space, self.settings.trials, partial(self.check_time, trial))
+        sampled = admit(trial, self.space, self.settings.trials, partial(self.check_before_training, trial))
         try:
             return self.train(trial, sampled, started)
         except TRIAL_FAILURES as exc:
@@ -138,19 +172,41 @@ class TrialObjective:
             queue_again(trial)
             raise
 
-    def check_time(self, trial: optuna.Trial, sampled: dict[str, Any]) -> None:
-        """Record the trial's arithmetic; under a time budget, refuse it where the time left cannot hold it."""
+    def check_before_training(self, trial: optuna.Trial, sampled: dict[str, Any]) -> None:
+        """Record the trial's arithmetic and the costs known before training (timing its generation where the
+        space asks for it); refuse it where they break a limit, or where the time budget left cannot hold it."""
         config, total_steps = trial_config(self.space, sampled, self.text.tokens)
         flops = trial_flops(config, total_steps, self.text.tokens)
         trial.set_user_attr(FLOPS_ATTR, flops.total)
+        metrics = config_metrics(config)
+        if self.space.measures("ms_per_token"):
+            model = GPTModel(config.model).to(choose_device(self.settings.run.device)[0])
+            metrics["ms_per_token"] = ms_per_generated_token(model, config.max_length)
+        trial.set_user_attr(METRICS_ATTR, metrics)
+        broken = broken_limits(self.space.limits, metrics)
+        if broken:
+            trial.set_user_attr(INFEASIBLE_ATTR, broken)
+            raise Infeasible(f"infeasible, never trained: {broken}")
         deadline = self.settings.deadline
         if deadline is not None:
             check_time_left(trial.study, flops, deadline, self.settings.confirm, self.settings.confirm_seeds)
 
-    def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float:
+    def record_limits(self, trial: optuna.Trial, measured: dict[str, float]) -> str | None:
+        """Give Optuna each limit's standing for ``measured`` (its constrained samplers read them: above 0 is
+        that far over) and mark the trial infeasible where one is broken; return why, or None."""
+        for limit in self.space.limits:
+            if limit.metric in measured:
+                trial.set_constraint(f"{limit.metric} {limit.bound}", limit.violation(measured[limit.metric]))
+        broken = broken_limits(self.space.limits, measured)
+        if broken:
+            trial.set_user_attr(INFEASIBLE_ATTR, broken)
+        return broken
+
+    def train(self, trial: optuna.Trial, sampled: dict[str, Any], started: float) -> float | tuple[float, ...]:
         """Train ``sampled`` as a child run of the sweep's parent, reporting to the pruner at tenths of
-        training; the value is the space's metric. The trial's checkpoint is kept only where it ranks in
-        the best ``keep_checkpoints``."""
+        training; the value is the space's metric (and its costs, with several objectives). A limit the
+        training breaks (its speed, its loss) marks the trial infeasible. The trial's checkpoint is kept only
+        where it ranks in the best ``keep_checkpoints``."""
         trial.set_user_attr(WORKER_ATTR, this_worker())
         config, _ = trial_config(self.space, sampled, self.text.tokens)
         trial.set_user_attr("config", config.to_dict())
@@ -173,17 +229,24 @@ class TrialObjective:
             }
             log_params(self.client, run_id, run_params(env, extra))
             setup_s = time.perf_counter() - started
-            reporter = PruningReporter(trial, self.space.metric)
+            metrics = dict(trial.user_attrs[METRICS_ATTR])
+            reporter = PruningReporter(trial, self.space, metrics)
             try:
                 train_tracked(env, self.client, run_id, [reporter], options.log_every, progress_bar=False,
                               keep_checkpoint=False, history=history, plotter=self.plotter)  # fmt: skip
-                value = objective_value(history, self.space.metric)
+                metrics["tokens_per_second"] = history.tokens_seen / max(history.train_seconds, 1e-9)
+                trial.set_user_attr(METRICS_ATTR, metrics)
+                log_metrics(self.client, run_id, max(history.step, 0), metrics)
+                value = trial_values(history, self.space, metrics)
+                loss = objective_value(history, self.space.metric)
             except optuna.TrialPruned as exc:
                 pruned = exc  # the run itself finished fine; Optuna hears of the pruning below
+                self.record_limits(trial, metrics)
             else:
                 checkpoint_started = time.perf_counter()
-                if ranks_in_top(
-                    trial.study, value, self.settings.checkpoints_while_searching
+                broken = self.record_limits(trial, {**metrics, self.space.metric: loss})
+                if not broken and ranks_in_top(
+                    trial.study, value if self.space.several else (loss,), self.settings.checkpoints_while_searching
                 ):  # a sweep trial is never resumed
                     log_checkpoint(env, self.client, run_id, history, resumable=False)
                 checkpoint_s = time.perf_counter() - checkpoint_started

@@ -5,6 +5,10 @@ During the search a trial has one value, from one seed. Once the search is done
 value as a study attribute; from then on the best configuration is the one with the best mean,
 and every place that names "the best" (``best``, ``best --export``, the registered model, the
 leaderboard) reads it from here.
+
+With several objectives "the best" is the front's member with the best loss, or with ``--max``/``--min``
+limits the best loss among the trials within them (such a trial is always on the front): so each place
+above picks from the front by a limit.
 """
 
 from __future__ import annotations
@@ -16,24 +20,38 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.errors import UserError
+from sweeps.metrics import METRICS_ATTR, Limit, Objective
+from sweeps.pareto import feasible, front, reports_of, within
 
 CONFIRMATION_PREFIX = "confirmation:"  # study user attribute per trial and seed: {"value", "run_id", "seed"}
 
 
 def last_report(trial: FrozenTrial) -> tuple[int, float] | None:
     """The last point a trial reported to the pruner (a tenth of its training) and its value there."""
-    if not trial.intermediate_values:
+    reports = reports_of(trial)
+    if not reports:
         return None
-    point = max(trial.intermediate_values)
-    return point, trial.intermediate_values[point]
+    point = max(reports)
+    return point, reports[point]
+
+
+def loss_of(trial: FrozenTrial) -> float | None:
+    """A complete trial's loss: its value, or the first of its values with several objectives."""
+    return trial.values[0] if trial.values else None
 
 
 def score(trial: FrozenTrial) -> float | None:
-    """A complete trial's value, or a pruned trial's last reported one."""
-    if trial.value is not None:
-        return trial.value
+    """A complete trial's loss, or a pruned trial's last reported one."""
+    if trial.state == TrialState.COMPLETE:
+        return loss_of(trial)
     reported = last_report(trial)
     return reported[1] if reported else None
+
+
+def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
+    """What the study optimises, as its space named it (Optuna keeps the names and directions)."""
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    return tuple(Objective(name, d.name.lower()) for name, d in zip(names, study.directions, strict=True))
 
 
 def confirmation_key(trial_number: int, seed: int) -> str:
@@ -41,13 +59,33 @@ def confirmation_key(trial_number: int, seed: int) -> str:
 
 
 def maximizing(study: optuna.Study) -> bool:
-    return study.direction == optuna.study.StudyDirection.MAXIMIZE
+    """The loss is maximised (a study's first direction)."""
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete trials, best first by their own (one-seed) value."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return sorted(complete, key=lambda t: t.value, reverse=maximizing(study))
+    """Complete trials, best first by their own (one-seed) loss; those over a limit of the space last."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    sign = -1 if maximizing(study) else 1
+    return sorted(complete, key=lambda t: (not feasible(t), sign * loss_of(t)))
+
+
+def to_confirm(study: optuna.Study, count: int) -> list[FrozenTrial]:
+    """The trials confirmations train again: the ``count`` best, or with several objectives ``count``
+    members of the front (by their own values) spread along it, both ends included."""
+    if len(study.directions) == 1:
+        return ranked_trials(study)[:count]
+    members = front_trials(study)
+    if len(members) <= count or count < 2:
+        return members[:count]
+    return [members[round(i * (len(members) - 1) / (count - 1))] for i in range(count)]
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete feasible trials no other dominates on their own values, best loss first."""
+    candidates = {t.number: t for t in ranked_trials(study) if feasible(t)}
+    kept = front({n: t.values for n, t in candidates.items()}, objectives_of(study))
+    return [candidates[n] for n in kept]
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,11 @@ class Ranked:
         finite = [v for v in self.values if v is not None]
         return statistics.stdev(finite) if len(finite) > 1 else 0.0
 
+    @property
+    def objective_values(self) -> tuple[float, ...]:
+        """The trial's objective values with its loss replaced by the mean over its seeds."""
+        return (self.mean, *self.trial.values[1:])
+
     def describe(self, metric: str) -> str:
         """``mean final_val_loss 5.1234 ± 0.0120 over 3 seeds``, or the one value it has."""
         if self.seeds == 1:
@@ -96,7 +139,7 @@ def confirmed_ranking(study: optuna.Study) -> list[Ranked]:
     """Complete trials with confirmations, best mean first; a configuration with a failed seed ranks last."""
     confirmed = confirmations(study)
     ranked = [
-        Ranked(t, (t.value, *(r["value"] for r in sorted(confirmed[t.number], key=lambda r: r["seed"]))))
+        Ranked(t, (loss_of(t), *(r["value"] for r in sorted(confirmed[t.number], key=lambda r: r["seed"]))))
         for t in ranked_trials(study)
         if t.number in confirmed
     ]
@@ -104,19 +147,43 @@ def confirmed_ranking(study: optuna.Study) -> list[Ranked]:
     return sorted(ranked, key=lambda r: (r.failed, sign * r.mean))
 
 
-def best_result(study: optuna.Study) -> Ranked:
-    """The best confirmed configuration if any was confirmed, else the best trial on its one seed."""
-    confirmed = confirmed_ranking(study)
+def best_result(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> Ranked:
+    """The best confirmed configuration within ``limits`` (and the space's) if one was confirmed, else the
+    best such trial on its one seed."""
+    objectives = objectives_of(study)
+    measured = {o.metric for o in objectives} | {
+        m for t in ranked_trials(study) for m in t.user_attrs.get(METRICS_ATTR, {})
+    }
+    for limit in limits:
+        if limit.metric not in measured:
+            raise UserError(f"study {study.study_name!r} never measured {limit.metric}; it cannot limit the pick")
+
+    def allowed(trial: FrozenTrial) -> bool:
+        return feasible(trial) and within(trial, limits, objectives)
+
+    confirmed = [r for r in confirmed_ranking(study) if allowed(r.trial)]
     if confirmed:
         return confirmed[0]
-    trials = ranked_trials(study)
+    trials = [t for t in ranked_trials(study) if allowed(t)]
     if not trials:
-        raise UserError(f"study {study.study_name!r} has no complete trial yet")
-    return Ranked(trials[0], (trials[0].value,))
+        within_limits = f" within {', '.join(lim.describe() for lim in limits)}" if limits else ""
+        raise UserError(f"study {study.study_name!r} has no complete trial{within_limits} yet")
+    return Ranked(trials[0], (loss_of(trials[0]),))
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial:
-    return best_result(study).trial
+def best_trial(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> FrozenTrial:
+    return best_result(study, limits).trial
+
+
+def confirmed_front(study: optuna.Study) -> list[Ranked]:
+    """The front once confirmed: every complete feasible trial with its loss the mean over its seeds (where
+    confirmed), those no other dominates, best loss first."""
+    confirmed = {r.trial.number: r for r in confirmed_ranking(study)}
+    ranked = {t.number: confirmed.get(t.number) or Ranked(t, (loss_of(t),)) for t in ranked_trials(study)
+              if feasible(t)}  # fmt: skip
+    kept = front({n: r.objective_values for n, r in ranked.items()}, objectives_of(study))
+    sign = -1 if maximizing(study) else 1
+    return sorted((ranked[n] for n in kept), key=lambda r: (r.failed, sign * r.mean))
 
 
 def final_order(study: optuna.Study) -> list[FrozenTrial]:

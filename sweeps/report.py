@@ -19,7 +19,20 @@ from optuna.trial import TrialState
 from gpt.config import TrainingConfig, write_config_file
 from gpt.disk_space import writing
 from gpt.errors import UserError, one_line
-from sweeps.ranking import best_result, best_trial, confirmed_ranking, final_order, maximizing, score
+from sweeps.metrics import METRICS_ATTR, Limit
+from sweeps.pareto import feasible
+from sweeps.ranking import (
+    Ranked,
+    best_result,
+    best_trial,
+    confirmed_front,
+    confirmed_ranking,
+    final_order,
+    maximizing,
+    objectives_of,
+    ranked_trials,
+    score,
+)
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR
 from sweeps.trial_states import WARM_START_ATTR
@@ -47,9 +60,32 @@ def metric_of(study: optuna.Study) -> str:
     return study.metric_names[0] if study.metric_names else "value"
 
 
+def front_board(study: optuna.Study) -> list[str]:
+    """With several objectives: the front, once confirmed (each member's loss its mean over seeds), best loss
+    first, with every cost it measured."""
+    objectives = objectives_of(study)
+    lines = [
+        f"Pareto front ({' against '.join(o.metric for o in objectives)}): {len(confirmed_front(study))} trials",
+        f"{'trial':>5}  {objectives[0].metric + ' (mean ± std over seeds)':<40}  costs, params",
+    ]
+    for ranked in confirmed_front(study):
+        costs = ", ".join(f"{k} {v:,.4g}" for k, v in ranked.trial.user_attrs.get(METRICS_ATTR, {}).items())
+        lines.append(
+            f"{ranked.trial.number:>5}  {loss_with_seeds(ranked):<40}  {costs}; {params_line(ranked.trial.params)}"
+        )
+    return lines
+
+
+def loss_with_seeds(ranked: Ranked) -> str:
+    if ranked.seeds == 1:
+        return f"{ranked.mean:.4f} (one seed)"
+    return f"{ranked.mean:.4f} ± {ranked.std:.4f} ({ranked.seeds})" + (" failed" if ranked.failed else "")
+
+
 def leaderboard(study: optuna.Study, top: int = 5) -> str:
     """The best trials: confirmed configurations by their mean over seeds, then the other complete
-    trials by their value, then the pruned ones by their last reported value."""
+    trials by their value, then the pruned ones by their last reported value. With several objectives, the
+    front follows; a trial over a limit of the space says so."""
     complete = final_order(study)
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if score(t) is not None]
     pruned.sort(key=lambda t: -score(t) if maximizing(study) else score(t))
@@ -68,9 +104,13 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
         joined = trial.user_attrs.get(WARM_START_ATTR)
         lines.append(
             f"{trial.number:>5}  {trial.state.name:<8}  {score(trial):>7.4f}  {seeds:<24}  {seconds:>7.1f}  "
-            f"{params_line(trial.params)}" + (f"  (joined from {joined})" if joined else "")
+            f"{params_line(trial.params)}"
+            + (f"  (joined from {joined})" if joined else "")
+            + ("" if feasible(trial) else "  (infeasible)")
         )
-    if complete:
+    if len(study.directions) > 1 and complete:
+        lines += front_board(study)
+    if any(feasible(t) for t in complete):
         best = best_result(study)
         lines.append(f"Best: trial {best.trial.number}, {best.describe(metric_of(study))}")
         lines.append(f"Its MLflow run: {best.trial.user_attrs.get(RUN_ID_ATTR)}; browse all with `python runner.py ui`")
@@ -104,7 +144,8 @@ def tidy_parallel_coordinate(axes: Axes, space: SearchSpace) -> None:
 
 def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: str, space: SearchSpace) -> None:
     """Trials table and plots on the parent run; a plot that cannot be drawn is skipped, never fatal."""
-    direction, metric = study.direction.name.lower(), space.metric
+    direction, metric = space.direction, space.metric
+    several = {"target": lambda t: t.values[0], "target_name": metric} if space.several else {}
     with tempfile.TemporaryDirectory(prefix="gpt-sweep-") as scratch:
         table = Path(scratch) / "trials.csv"
         study.trials_dataframe().to_csv(table, index=False)
@@ -113,7 +154,7 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-                    axes = plot(study)
+                    axes = plot(study, **(several if name != "intermediate_values" else {}))
                 first = axes.flat[0] if hasattr(axes, "flat") else axes
                 figure = first.figure
                 figure.set_size_inches(10, 6)
@@ -132,14 +173,57 @@ def log_study_report(study: optuna.Study, client: MlflowClient, parent_run_id: s
             except Exception as exc:  # plotting must never fail a sweep
                 plt.close("all")
                 log.info(f"Skipped plot {name}: {one_line(exc)}")
+        if space.several:
+            try:
+                client.log_artifact(parent_run_id, str(plot_front(study, Path(scratch) / "pareto_front.png")), "plots")
+            except Exception as exc:  # as above
+                plt.close("all")
+                log.info(f"Skipped plot pareto_front: {one_line(exc)}")
 
 
-def describe_best(study: optuna.Study) -> str:
-    best = best_result(study)
+def plot_front(study: optuna.Study, path: Path) -> Path:
+    """The loss against the first cost: every complete trial, the infeasible ones crossed, and the front
+    once confirmed (mean ± std over seeds) joined as a staircase."""
+    objectives = objectives_of(study)
+    loss, cost = objectives[0], objectives[1]
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    trials = ranked_trials(study)
+    for ok, marker, label in ((True, "o", "trials"), (False, "x", "over a limit")):
+        chosen = [t for t in trials if feasible(t) == ok]
+        if chosen:
+            axes.scatter([t.values[1] for t in chosen], [t.values[0] for t in chosen], marker=marker,
+                         color="0.6", label=label)  # fmt: skip
+    members = sorted(confirmed_front(study), key=lambda r: r.objective_values[1])
+    if members:
+        xs, ys = [r.objective_values[1] for r in members], [r.mean for r in members]
+        axes.errorbar(xs, ys, yerr=[r.std for r in members], fmt="o", color="C0", capsize=3,
+                      label="front (mean ± std over seeds)")  # fmt: skip
+        axes.step(xs, ys, where="post" if cost.direction == "minimize" else "pre", color="C0", alpha=0.5)
+        for r in members:
+            axes.annotate(
+                f"#{r.trial.number}", (r.objective_values[1], r.mean), textcoords="offset points", xytext=(4, 4)
+            )
+    if cost.metric.startswith("params"):
+        axes.set_xscale("log")
+    axes.set_xlabel(f"{cost.metric} ({cost.direction})")
+    axes.set_ylabel(f"{loss.metric} ({loss.direction})")
+    axes.legend()
+    figure.suptitle(f"Study {study.study_name}: Pareto front")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def describe_best(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> str:
+    """The best trial (within ``limits``: a pick from the front), its run and its params."""
+    best = best_result(study, limits)
     trial = best.trial
+    within = f" within {', '.join(lim.describe() for lim in limits)}" if limits else ""
+    costs = trial.user_attrs.get(METRICS_ATTR, {}) if len(study.directions) > 1 or limits else {}
     lines = [
-        f"Best trial of {study.study_name}: #{trial.number}, {study.direction.name.lower()}d "
+        f"Best trial of {study.study_name}{within}: #{trial.number}, {objectives_of(study)[0].direction}d "
         f"{best.describe(metric_of(study))}",
+        *([f"  costs: {', '.join(f'{name} {value:,.6g}' for name, value in costs.items())}"] if costs else []),
         f"  MLflow run: {trial.user_attrs.get(RUN_ID_ATTR)}",
         "  params:",
         *(f"    {k}: {v}" for k, v in trial.params.items()),
@@ -147,9 +231,9 @@ def describe_best(study: optuna.Study) -> str:
     return "\n".join(lines)
 
 
-def export_best(study: optuna.Study, path: str | Path) -> Path:
-    """Write the best trial's full config as a file that ``runner.py single --config`` takes."""
-    trial = best_trial(study)
+def export_best(study: optuna.Study, path: str | Path, limits: tuple[Limit, ...] = ()) -> Path:
+    """Write the best trial's (within ``limits``) full config as a file that ``runner.py single --config`` takes."""
+    trial = best_trial(study, limits)
     if "config" not in trial.user_attrs:
         raise UserError(f"trial {trial.number} of {study.study_name!r} holds no config to export")
     path = Path(path)

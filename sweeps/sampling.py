@@ -5,7 +5,9 @@ hands out trial numbers, so they are unique across workers and machines: a resum
 a second worker and a second machine all draw new points, and the same command run from
 scratch draws the same sequence again. On top of that a proposal that equals a point the
 study already holds (finished, running, waiting, or failed in training) is drawn again; in a finite
-space, after ``TRIES`` such draws, a free point is picked at random instead.
+space, after ``TRIES`` such draws, a free point is picked at random instead. A point whose parameters
+break a limit of the space (``constraints:``) is drawn again the same way, so it is never trained; the
+limits measured later reach TPE and GP as the trial's constraints (``Trial.set_constraint``).
 """
 
 from __future__ import annotations
@@ -114,6 +116,12 @@ class DistinctSampler(BaseSampler):
             return optuna.samplers.GPSampler(seed=seed)
         return optuna.samplers.RandomSampler(seed=seed)
 
+    def allowed(self, point: Point, held: set[Point]) -> bool:
+        """Not held by the study, and within the space's limits on parameters."""
+        if point in held:
+            return False
+        return not self.space.limits or self.space.point_limits_broken(point) is None
+
     def _draw(self, study: optuna.Study, trial: FrozenTrial, inner: BaseSampler) -> Point:
         """One point from ``inner``: the params it models jointly (multivariate TPE, GP, once enough trials
         have completed) from its relative sampling, the others one by one."""
@@ -137,10 +145,10 @@ class DistinctSampler(BaseSampler):
         tries = 0 if self.space.sampler == "grid" and self.points is not None else TRIES
         for _ in range(tries):
             point = self._draw(study, trial, inner)
-            if point not in held:
+            if self.allowed(point, held):
                 self._chosen[trial.number] = dict(zip(self.space.names, point, strict=True))
                 return
-        free = [point for point in self.points or () if point not in held]
+        free = [point for point in self.points or () if self.allowed(point, held)]
         if free:
             point = random.Random(seed).choice(free)
             self._chosen[trial.number] = dict(zip(self.space.names, point, strict=True))
@@ -174,6 +182,8 @@ class DistinctSampler(BaseSampler):
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     if space.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if space.pruner == "pareto":
+        return optuna.pruners.NopPruner()  # the objective applies sweeps.pareto's rule itself
     if space.pruner == "hyperband":
         # rungs at 2, 4 (and 8, past LAST_PRUNING_POINT, never asked): at 1/10 the subset's ranking is weak
         # (Spearman 0.78 with final_val_loss), from 2/10 on it is 0.9 or better (benchmarks.pruning_signal)

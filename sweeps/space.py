@@ -1,4 +1,5 @@
-"""Search spaces: YAML files that name a base config, an objective and the parameters to sample.
+"""Search spaces: YAML files that name a base config, what to optimise (one objective or several), limits,
+and the parameters to sample.
 
 A space is checked as a whole before any trial runs, so a typo costs one line, not a sweep.
 """
@@ -19,13 +20,11 @@ from gpt.config import MODEL_FIELDS, TrainingConfig, read_config_file, resolve_c
 from gpt.data import TokenizedText, training_loader
 from gpt.errors import ConfigError, DataError
 from sweeps import PRUNERS, SAMPLERS
+from sweeps.metrics import FROM_CONFIG, LOSSES, Limit, Objective, broken_limits, config_metrics
 
 DEFAULT_SPACE = Path(__file__).resolve().parent / "default.yaml"
-SPACE_KEYS = {"base", "objective", "params", "sampler", "pruner", "seed"}
+SPACE_KEYS = {"base", "objective", "objectives", "constraints", "params", "sampler", "pruner", "seed"}
 BASE_KEYS = {"mode", "config", "overrides", "data", "val_data"}
-OBJECTIVE_KEYS = {"metric", "direction"}
-METRICS = ("best_val_loss", "final_val_loss")
-DIRECTIONS = ("minimize", "maximize")
 DISTRIBUTION_KEYS = {
     "float": ({"type", "low", "high"}, {"log", "step"}),
     "int": ({"type", "low", "high"}, {"log", "step"}),
@@ -50,6 +49,33 @@ def _check_keys(where: str, values: Any, required: set[str], optional: set[str])
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}")
     return values
+
+
+def _objectives_of(spec: dict[str, Any]) -> tuple[Objective, ...]:
+    """``objective:`` (one, the loss) or ``objectives:`` (the loss first, then costs, each once)."""
+    if "objective" in spec and "objectives" in spec:
+        raise ConfigError("give objective (one) or objectives (a list), not both")
+    if "objectives" not in spec:
+        return (Objective.parse("objective", spec.get("objective") or {}),)
+    listed = spec["objectives"]
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"objectives must be a non-empty list of {{metric, direction}} (got {listed!r})")
+    objectives = tuple(Objective.parse(f"objectives[{i}]", o) for i, o in enumerate(listed))
+    if objectives[0].metric not in LOSSES:
+        raise ConfigError(f"objectives[0] must be the loss ({' or '.join(LOSSES)}): the pruner reads it")
+    metrics = [o.metric for o in objectives]
+    for i, metric in enumerate(metrics[1:], start=1):
+        if metric in LOSSES or metric in metrics[:i]:
+            raise ConfigError(f"objectives[{i}]: {metric} is {'a loss' if metric in LOSSES else 'already named'}; "
+                              "after the loss come costs, each once")  # fmt: skip
+    return objectives
+
+
+def _limits_of(spec: dict[str, Any]) -> tuple[Limit, ...]:
+    constraints = spec.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise ConfigError(f"constraints must map metrics to {{max: N}} or {{min: N}} (got {constraints!r})")
+    return tuple(Limit.parse(metric, bound) for metric, bound in constraints.items())
 
 
 def _beside(space_file: Path, name: str) -> Path:
@@ -154,17 +180,17 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A search space file, checked as a whole: the base config every trial starts from, the objective
-    (metric and direction), the searched params with their distributions, and the sampler, pruner and
-    seed. Its ``sha256`` ties a study to it, so a study is never continued on another space."""
+    """A search space file, checked as a whole: the base config every trial starts from, the objectives
+    (the loss, then any costs) and limits, the searched params with their distributions, and the sampler,
+    pruner and seed. Its ``sha256`` ties a study to it, so a study is never continued on another space."""
 
     path: Path
     sha256: str
     mode: str
     base: TrainingConfig
-    metric: str
-    direction: str
+    objectives: tuple[Objective, ...]
     params: tuple[Param, ...]
+    limits: tuple[Limit, ...] = ()
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int | None = None
@@ -190,19 +216,13 @@ class SearchSpace:
     def parse(cls, spec: Any, path: Path, sha256: str = "") -> SearchSpace:
         spec = _check_keys(f"search space {path}", spec, {"params"}, SPACE_KEYS - {"params"})
         base = _check_keys("base", spec.get("base") or {}, set(), BASE_KEYS)
-        objective = _check_keys("objective", spec.get("objective") or {}, set(), OBJECTIVE_KEYS)
         mode = base.get("mode", "quick")
         file_values = None
         if base.get("config"):
             file_values = read_config_file(_beside(path, base["config"]))
         overrides = _check_keys("base.overrides", base.get("overrides") or {}, set(), set(SETTINGS))
         base_config = resolve_config(mode, file_values, overrides)
-        metric = objective.get("metric", "final_val_loss")
-        direction = objective.get("direction", "minimize")
-        if metric not in METRICS:
-            raise ConfigError(f"objective.metric must be one of {', '.join(METRICS)} (got {metric!r})")
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"objective.direction must be one of {', '.join(DIRECTIONS)} (got {direction!r})")
+        objectives, limits = _objectives_of(spec), _limits_of(spec)
         if not isinstance(spec["params"], dict) or not spec["params"]:
             raise ConfigError("params must name at least one setting to search")
         params = tuple(Param.parse(name, p) for name, p in spec["params"].items())
@@ -211,13 +231,14 @@ class SearchSpace:
             sha256=sha256,
             mode=mode,
             base=base_config,
-            metric=metric,
-            direction=direction,
+            objectives=objectives,
+            limits=limits,
             params=params,
             data=_texts_of(path, base, "data"),
             val_data=_texts_of(path, base, "val_data"),
         )
-        return space.with_options(spec.get("sampler"), spec.get("pruner"), spec.get("seed"))
+        pruner = spec.get("pruner") or ("pareto" if space.several else None)
+        return space.with_options(spec.get("sampler"), pruner, spec.get("seed"))
 
     def with_options(self, sampler: str | None, pruner: str | None, seed: int | None) -> SearchSpace:
         """The space with command-line choices laid over the file's, checked."""
@@ -233,9 +254,62 @@ class SearchSpace:
             floats = [p.name for p in self.params if isinstance(p.distribution, optuna.distributions.FloatDistribution)]
             if floats:
                 raise ConfigError(f"the grid sampler needs int or categorical params; {floats[0]} is a float range")
+        if len(self.objectives) > 1 and pruner not in ("pareto", "none"):
+            raise ConfigError(f"with several objectives the pruner is pareto or none (got {pruner!r})")
         space = SearchSpace(**{**self.__dict__, "sampler": sampler, "pruner": pruner, "seed": seed})
         space.check_combinations()
+        space.check_limits_reachable()
         return space
+
+    @property
+    def metric(self) -> str:
+        """The loss: the objective, or the first of several, and what the pruner reads."""
+        return self.objectives[0].metric
+
+    @property
+    def direction(self) -> str:
+        return self.objectives[0].direction
+
+    @property
+    def several(self) -> bool:
+        return len(self.objectives) > 1
+
+    def measures(self, metric: str) -> bool:
+        """``metric`` is an objective or limited: a cost worth the time to measure."""
+        return any(o.metric == metric for o in self.objectives) or any(lim.metric == metric for lim in self.limits)
+
+    def config_limits_broken(self, config: TrainingConfig) -> str | None:
+        """The limits on what a config costs (its parameters) that ``config`` breaks, in words, or None."""
+        return broken_limits(tuple(lim for lim in self.limits if lim.metric in FROM_CONFIG), config_metrics(config))
+
+    def point_limits_broken(self, point: tuple[Any, ...]) -> str | None:
+        """``config_limits_broken`` for a point of this space's params, in their order."""
+        return self.config_limits_broken(self.trial_base().update(**dict(zip(self.names, point, strict=True))))
+
+    def check_limits_reachable(self) -> None:
+        """A limit on parameters that no configuration of the space meets is bad input, said before a sweep
+        starts. The shape params' every value is tried (a float's ends), up to ``MAX_LISTED_POINTS``."""
+        if not any(lim.metric in FROM_CONFIG for lim in self.limits):
+            return
+        shaping = [p for p in self.params if p.name in MODEL_FIELDS or p.name == "max_length"]
+        values = [p.candidate_values() for p in shaping]
+        if math.prod(len(v) for v in values) > MAX_LISTED_POINTS:
+            return  # too many to try; each point is still checked before it trains
+        costs = []
+        for point in itertools.product(*values):
+            config = self.base.update(**dict(zip([p.name for p in shaping], point, strict=True)))
+            if self.config_limits_broken(config) is None:
+                return
+            costs.append(config_metrics(config))
+        limits = [lim for lim in self.limits if lim.metric in FROM_CONFIG]
+        reach = ", ".join(
+            f"{lim.metric} from {min(c[lim.metric] for c in costs):,.0f} to {max(c[lim.metric] for c in costs):,.0f}"
+            for lim in limits
+        )
+        raise ConfigError(
+            f"no configuration of this space meets constraints {', '.join(lim.describe() for lim in limits)} "
+            f"(its configurations have {reach})"
+        )
 
     def check_combinations(self) -> None:
         """Every value must build a valid config; n_heads must divide emb_dim whatever both are."""
@@ -295,7 +369,8 @@ class SearchSpace:
     def describe(self) -> str:
         lines = [
             f"Search space {self.path} (sha256 {self.sha256[:12]})",
-            f"  objective: {self.direction} {self.metric}",
+            "  objectives: " + ", ".join(f"{o.direction} {o.metric}" for o in self.objectives),
+            *([f"  constraints: {', '.join(lim.describe() for lim in self.limits)}"] if self.limits else []),
             f"  sampler: {self.sampler}, pruner: {self.pruner}, seed: {self.seed}",
             "  params:",
             *(f"    {p.name}: {p.describe()}" for p in self.params),

@@ -6,6 +6,7 @@ import optuna
 
 from gpt.errors import UserError
 from sweeps.optuna_internals import experimental_features
+from sweeps.ranking import objectives_of
 from sweeps.sampling import DistinctSampler, make_pruner
 from sweeps.space import SearchSpace
 from sweeps.trial_states import FINISHED_STATES, trials_run_here
@@ -21,16 +22,17 @@ def open_study(
     sampler = DistinctSampler(space, parallel)
     options = {"storage": storage, "sampler": sampler, "pruner": make_pruner(space), "study_name": name}
     try:
-        study, created = optuna.create_study(direction=space.direction, **options), True
-        with experimental_features():
-            study.set_metric_names([space.metric])  # optuna-dashboard shows it instead of "Objective 0"
+        directions = [o.direction for o in space.objectives]
+        study, created = optuna.create_study(directions=directions, **options), True
+        with experimental_features():  # optuna-dashboard and objectives_of read them
+            study.set_metric_names([o.metric for o in space.objectives])
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**options), False
     made_from = study.user_attrs.get("space_sha256")
     if made_from is None:
         study.set_user_attr("space_sha256", space.sha256)
         study.set_user_attr("space_file", str(space.path))
-    elif made_from != space.sha256 or study.direction.name.lower() != space.direction:
+    elif made_from != space.sha256 or objectives_of(study) != space.objectives:
         raise UserError(
             f"study {name!r} was made from a different search space ({study.user_attrs.get('space_file')}); "
             "pass --study with a new name to search this one"

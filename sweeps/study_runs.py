@@ -6,6 +6,7 @@ their checkpoints.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,19 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
-from sweeps.ranking import best_result, best_trial, final_order, maximizing, ranked_trials
+from sweeps.metrics import Limit
+from sweeps.pareto import dominates
+from sweeps.ranking import (
+    best_result,
+    best_trial,
+    confirmed_front,
+    final_order,
+    front_trials,
+    loss_of,
+    maximizing,
+    objectives_of,
+    ranked_trials,
+)
 from sweeps.trial_states import WARM_START_ATTR
 from tracking.runs import context_tags, create_run, log_metrics, log_params, set_tags
 from tracking.training import delete_checkpoint
@@ -30,9 +43,10 @@ def child_run_tags(parent_run_id: str, study_name: str, **more: str) -> dict[str
     return {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, **more}
 
 
-def best_run_id(study: optuna.Study) -> str:
-    """The MLflow run of the best configuration's own trial (by its mean over seeds once confirmed)."""
-    trial = best_trial(study)
+def best_run_id(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> str:
+    """The MLflow run of the best configuration's own trial (by its mean over seeds once confirmed), within
+    ``limits``."""
+    trial = best_trial(study, limits)
     run_id = trial.user_attrs.get(RUN_ID_ATTR)
     if not run_id:
         raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")
@@ -90,23 +104,33 @@ def fail_lost_trial_run(trial: FrozenTrial, tracking_uri: str) -> None:
         client.set_terminated(run_id, "FAILED")
 
 
-def ranks_in_top(study: optuna.Study, value: float, keep: int) -> bool:
-    """Would a trial with ``value`` be among the best ``keep`` complete trials?"""
+def ranks_in_top(study: optuna.Study, values: Sequence[float], keep: int) -> bool:
+    """Would a trial with ``values`` be among the best ``keep`` complete trials (with several objectives:
+    on the front, whatever ``keep``, since ``best --max`` may pick any member)?"""
     if keep <= 0:
         return False
+    if len(values) > 1:
+        objectives = objectives_of(study)
+        return not any(dominates(t.values, values, objectives) for t in front_trials(study))
+    value = values[0]
     ranked = ranked_trials(study)
     if len(ranked) < keep:
         return True
-    worst_kept = ranked[keep - 1].value
+    worst_kept = loss_of(ranked[keep - 1])
     return value > worst_kept if maximizing(study) else value < worst_kept
 
 
 def remove_dropped_checkpoints(study: optuna.Study, client: MlflowClient, keep: int) -> list[int]:
     """Delete the checkpoints of complete trials outside the best ``keep`` (by their mean over seeds once
-    confirmed); return their numbers. A trial a warm start brought in keeps its checkpoint: its run is the
-    earlier study's, which decides for its own runs."""
+    confirmed; with several objectives, off the front by their own values and by their means); return their
+    numbers. A trial a warm start brought in keeps its checkpoint: its run is the earlier study's, which
+    decides for its own runs."""
     removed = []
-    for trial in final_order(study)[keep:]:
+    dropped = final_order(study)[keep:]
+    if len(study.directions) > 1 and keep > 0:
+        kept = {t.number for t in front_trials(study)} | {r.trial.number for r in confirmed_front(study)}
+        dropped = [t for t in final_order(study) if t.number not in kept]
+    for trial in dropped:
         if WARM_START_ATTR in trial.user_attrs:
             continue
         run_id = trial.user_attrs.get(RUN_ID_ATTR)

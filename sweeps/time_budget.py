@@ -26,7 +26,7 @@ from gpt.evaluation import BATCH_TOKENS, ValidationSpan, block_length, windows_o
 from gpt.training import train_step, validation_loss
 from sweeps.admission import BudgetSpent
 from sweeps.clock import Deadline, ProbeRates, duration
-from sweeps.ranking import confirmations, ranked_trials
+from sweeps.ranking import confirmations, to_confirm
 from sweeps.sampling import REPORT_POINTS
 
 FLOPS_ATTR = "flops"  # a trial's arithmetic (gpt.cost.run_flops), set before it trains
@@ -77,7 +77,7 @@ def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int,
     """Seconds the confirmations still to come will take if a trial of ``candidate_s`` starts now."""
     if not confirm:
         return 0.0
-    best = ranked_trials(study)[:confirm]
+    best = to_confirm(study, confirm)
     done = {number: len(records) for number, records in confirmations(study).items()}
     seconds = sum(max(0, confirm_seeds - done.get(t.number, 0)) * t.duration.total_seconds()
                   for t in best if t.duration)  # fmt: skip

@@ -25,8 +25,9 @@ from optuna.trial import FrozenTrial
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText
 from gpt.errors import UserError
+from sweeps.metrics import Objective
 from sweeps.objective import trial_config
-from sweeps.ranking import ranked_trials
+from sweeps.ranking import objectives_of, ranked_trials
 from sweeps.sampling import held_points
 from sweeps.space import SearchSpace
 from sweeps.trial_states import FINISHED_STATES, WARM_START_ATTR
@@ -56,12 +57,14 @@ class WarmStart:
 
 def check_comparable(earlier: optuna.Study, space: SearchSpace) -> None:
     """The earlier study must measure and rank as this space does, else its values mean something else."""
-    metric = earlier.metric_names[0] if earlier.metric_names else None
-    direction = earlier.direction.name.lower()
-    if (metric, direction) != (space.metric, space.direction):
+    if objectives_of(earlier) != space.objectives:
+
+        def said(objectives: tuple[Objective, ...]) -> str:
+            return " and ".join(f"{o.direction}s {o.metric}" for o in objectives)
+
         raise UserError(
-            f"cannot warm-start from study {earlier.study_name!r}: it {direction}s {metric}, "
-            f"this space {space.direction}s {space.metric}"
+            f"cannot warm-start from study {earlier.study_name!r}: it {said(objectives_of(earlier))}, "
+            f"this space {said(space.objectives)}"
         )
 
 
@@ -104,7 +107,8 @@ def warm_start(
                 number=0,  # the storage numbers it
                 trial_id=0,
                 state=trial.state,
-                value=trial.value,
+                value=None,
+                values=trial.values,
                 datetime_start=trial.datetime_start,
                 datetime_complete=trial.datetime_complete,
                 params=params,

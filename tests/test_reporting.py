@@ -35,10 +35,15 @@ def test_the_mlflow_reporter_writes_in_batches_of_at_most_1000_and_loses_nothing
     assert [m.value for m in MlflowClient(store).get_metric_history(run_id, "val_loss")] == [7.5]
 
 
+def space_of(metric: str) -> SearchSpace:
+    return SearchSpace.parse({"objective": {"metric": metric}, "params": {"drop_rate": {"type": "float", "low": 0.0,
+                              "high": 0.2}}, "pruner": "none"}, DEFAULT_SPACE)  # fmt: skip
+
+
 def test_the_pruning_reporter_reports_the_best_so_far_at_each_tenth_of_training_reached():
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     trial = study.ask()
-    reporter = PruningReporter(trial, "best_val_loss")
+    reporter = PruningReporter(trial, space_of("best_val_loss"), {})
     for step, progress, loss in [(0, 0.02, 9.0), (4, 0.1, 8.0), (6, 0.15, 7.0), (9, 0.27, 7.5), (39, 1.0, 6.0)]:
         reporter.on_eval(eval_at(step, progress, loss))
     frozen = study.tell(trial, 6.0)
@@ -49,7 +54,7 @@ def test_the_pruning_reporter_reports_the_best_so_far_at_each_tenth_of_training_
 def test_the_final_val_loss_objective_reports_the_latest_value():
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     trial = study.ask()
-    reporter = PruningReporter(trial, "final_val_loss")
+    reporter = PruningReporter(trial, space_of("final_val_loss"), {})
     for step, progress, loss in [(0, 0.1, 9.0), (9, 0.5, 7.0), (19, 1.0, 7.5)]:
         reporter.on_eval(eval_at(step, progress, loss))
     assert study.tell(trial, 7.5).intermediate_values == {1: 9.0, 5: 7.0, 10: 7.5}

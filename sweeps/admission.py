@@ -42,6 +42,13 @@ class Infeasible(TrialNotRun):
     """The point breaks a limit known before training (its parameters, its generation latency)."""
 
 
+class LimitsUnmet(Infeasible):
+    """So many points broke the limits before training that the space's limits are likely out of reach
+    (a latency no configuration has here): the sweep stops instead of drawing forever."""
+
+    stops_sweep = True
+
+
 class BudgetSpent(TrialNotRun):
     """The time budget left holds no more trial and the confirmations after it (``sweeps.time_budget``)."""
 

@@ -109,10 +109,15 @@ class Limit:
         value = metrics.get(self.metric)
         if value is None or self.violation(value) <= 0:
             return None
-        return f"{self.metric} {value:,.6g} breaks the limit {self.describe()}"
+        return f"{self.metric} {readable(value)} breaks the limit {self.describe()}"
 
     def describe(self) -> str:
-        return f"{self.metric} {'<=' if self.bound == 'max' else '>='} {self.value:,.6g}"
+        return f"{self.metric} {'<=' if self.bound == 'max' else '>='} {readable(self.value)}"
+
+
+def readable(value: float) -> str:
+    """``5,000,000`` for a whole number, ``6,912.4`` or ``0.0123`` otherwise."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
 
 
 def broken_limits(limits: tuple[Limit, ...], metrics: dict[str, float]) -> str | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from gpt.config import TrainingConfig
 from gpt.data import TokenizedText, steps_per_epoch
@@ -27,7 +28,7 @@ from gpt.errors import NonFiniteLossError, UserError, one_line
 from gpt.generation import ms_per_generated_token
 from gpt.model import GPTModel
 from gpt.training import EvalResult, TrainingCallback, TrainingHistory
-from sweeps.admission import Infeasible, admit
+from sweeps.admission import Infeasible, LimitsUnmet, admit
 from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, broken_limits, config_metrics
 from sweeps.optuna_internals import FAILED_TRIAL_ATTR
 from sweeps.pareto import PARETO_MARGIN, REPORTS_ATTR, dominated_at
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 # A trial that fails for one of these ends FAILED and the sweep goes on; anything else is a bug and stops it.
 TRIAL_FAILURES = (NonFiniteLossError, UserError, torch.OutOfMemoryError)
+MAX_REFUSED = 50  # trials refused before training for breaking a limit, after which the sweep stops
 
 
 def objective_value(history: TrainingHistory, metric: str) -> float:
@@ -186,6 +188,13 @@ class TrialObjective:
         broken = broken_limits(self.space.limits, metrics)
         if broken:
             trial.set_user_attr(INFEASIBLE_ATTR, broken)
+            refused = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                       if INFEASIBLE_ATTR in t.user_attrs]  # fmt: skip
+            if len(refused) + 1 >= MAX_REFUSED:
+                raise LimitsUnmet(
+                    f"infeasible, never trained: {broken}; the sweep stops: {len(refused) + 1} configurations broke "
+                    "the space's limits before training (loosen its constraints)"
+                )
             raise Infeasible(f"infeasible, never trained: {broken}")
         deadline = self.settings.deadline
         if deadline is not None:

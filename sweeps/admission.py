@@ -67,7 +67,10 @@ def check_room(study: optuna.Study, trial: optuna.Trial, trials: int | None, spa
         raise StudyFull(f"the study already holds {trials} trials")
     free = free_points(study, space, excluding=trial.number)  # a queued retry holds its own point
     if free is not None and not free:
-        raise SpaceExhausted(f"the search space is exhausted: each of its {len(space.all_points())} points was tried")
+        limited = " or breaks its limits" if space.limits else ""
+        raise SpaceExhausted(
+            f"the search space is exhausted: each of its {len(space.all_points())} points was tried{limited}"
+        )
 
 
 def admit(

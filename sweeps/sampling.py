@@ -71,12 +71,17 @@ def held_points(
 
 
 def free_points(study: optuna.Study, space: SearchSpace, excluding: int | None = None) -> list[Point] | None:
-    """The points of a finite space that no trial (other than number ``excluding``) holds; None if endless."""
+    """The points of a finite space within its limits on parameters that no trial (other than number
+    ``excluding``) holds; None if endless."""
     points = space.all_points()
     if points is None:
         return None
     held = held_points(study, space.names, excluding=excluding)
-    return [point for point in points if point not in held]
+    return [
+        point
+        for point in points
+        if point not in held and (not space.limits or space.point_limits_broken(point) is None)
+    ]
 
 
 def repeated_trial(study: optuna.Study, trial: FrozenTrial | optuna.Trial, space: SearchSpace) -> int | None:

@@ -111,9 +111,10 @@ class DistinctSampler(BaseSampler):
         self._chosen: dict[int, dict[str, Any]] = {}
 
     def _inner_sampler(self, seed: int | None) -> BaseSampler:
-        """``tpe`` is univariate TPE, what this sampler has always drawn (Optuna 5's default TPE is
-        multivariate: ``tpe-multivariate``); ``gp`` is Optuna's ``GPSampler``. Which searches best is
-        issue 31's item 4, to be measured before the default changes."""
+        """``tpe-multivariate`` (the default, and Optuna 5's) models the params jointly, ``tpe`` each alone;
+        ``gp`` is Optuna's ``GPSampler``. ``benchmarks.sweep_strategies`` compared them at equal wall time
+        (docs/performance.md): multivariate TPE and GP picked better models than univariate TPE on both
+        repeats; multivariate TPE is the default as it also spreads parallel workers (constant liar)."""
         if self.space.sampler in ("tpe", "tpe-multivariate"):
             multivariate = self.space.sampler == "tpe-multivariate"
             return optuna.samplers.TPESampler(seed=seed, constant_liar=self.parallel, multivariate=multivariate)

@@ -191,7 +191,7 @@ class SearchSpace:
     objectives: tuple[Objective, ...]
     params: tuple[Param, ...]
     limits: tuple[Limit, ...] = ()
-    sampler: str = "tpe"
+    sampler: str = "tpe-multivariate"
     pruner: str = "median"
     seed: int | None = None
     data: tuple[str, ...] | None = None  # the base's corpora, when it names them; --data and --val-data win

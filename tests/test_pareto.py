@@ -15,7 +15,7 @@ from gpt.cost import parameter_count
 from gpt.errors import ConfigError
 from sweeps.admission import NOT_RUN_ATTR
 from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, Objective
-from sweeps.pareto import REPORTS_ATTR, dominated_at, front, hypervolume_2d
+from sweeps.pareto import PARETO_MARGIN, REPORTS_ATTR, dominated_at, front, hypervolume_2d
 from sweeps.space import DEFAULT_SPACE, SearchSpace
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from sweeps.trial_states import COUNTED_STATES
@@ -27,7 +27,7 @@ objectives:
   - {metric: final_val_loss, direction: minimize}
   - {metric: params, direction: minimize}
 params:
-  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+  learning_rate: {type: float, low: 3.0e-3, high: 1.0e-1, log: true}
   n_layers: {type: int, low: 1, high: 2}
   emb_dim: {type: categorical, choices: [8, 16, 32]}
 seed: 3
@@ -106,12 +106,13 @@ def test_a_trial_is_pruned_only_where_one_costing_no_more_led_it_by_the_margin_a
         costs = {} if params is None else {"params": params}
         return dominated_at(study, 99, point, loss, costs, MINIMIZE) is not None
 
-    assert dominated(3, 6.1, 1e6) and dominated(3, 6.1, 2e6)  # costs as much, or more, and trails by 0.1
-    assert dominated_at(study, 99, 3, 6.1, {"params": 1e6}, MINIMIZE).number == leader.number
-    assert not dominated(3, 6.01, 1e6)  # inside the margin
-    assert not dominated(3, 6.1, 5e5)  # cheaper: it may reach the front
-    assert not dominated(3, 6.1, None)  # its cost is not known
-    assert not dominated(1, 9.0, 2e6) and not dominated(6, 9.0, 2e6)  # before 2/10 and after 5/10 nothing is pruned
+    trailing = 6.0 + PARETO_MARGIN + 0.05
+    assert dominated(3, trailing, 1e6) and dominated(3, trailing, 2e6)  # costs as much, or more, and trails
+    assert dominated_at(study, 99, 3, trailing, {"params": 1e6}, MINIMIZE).number == leader.number
+    assert not dominated(3, 6.0 + PARETO_MARGIN - 0.01, 1e6)  # inside the margin
+    assert not dominated(3, trailing, 5e5)  # cheaper: it may reach the front
+    assert not dominated(3, trailing, None)  # its cost is not known
+    assert not dominated(2, 9.0, 2e6) and not dominated(6, 9.0, 2e6)  # before 3/10 and after 5/10 nothing is pruned
     assert not dominated(4, 9.0, 2e6)  # the leader reported no loss at 4/10
 
 
@@ -164,7 +165,7 @@ def test_a_configuration_over_a_limit_never_trains_nor_counts(tmp_path, store, v
     limit = parameter_count(SearchSpace.load(plain).trial_base().update(emb_dim=16, n_layers=2).model)
     space = write_space(tmp_path, LOSS_AND_PARAMS + f"constraints:\n  params: {{max: {limit}}}\n")
     assert sweep(space, store, verdict, "--trials", "1") == 0
-    study_at(tmp_path).enqueue_trial({"learning_rate": 1e-3, "n_layers": 2, "emb_dim": 32})  # as --warm-start-top may
+    study_at(tmp_path).enqueue_trial({"learning_rate": 1e-2, "n_layers": 2, "emb_dim": 32})  # as --warm-start-top may
     assert sweep(space, store, verdict, "--trials", "5") == 0
     study = study_at(tmp_path)
     refused = [t for t in study.trials if INFEASIBLE_ATTR in t.user_attrs]

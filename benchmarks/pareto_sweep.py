@@ -61,14 +61,15 @@ def sweep_once(folder: Path, space_file: Path, trials: int, pruner: str, data: s
 @click.command()
 @click.option("--trials", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--tokens", type=click.IntRange(min=1), default=30000, show_default=True, help="Training tokens a trial.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Sampler seeds 0, 1, ...")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Sampler seeds, one each.")
+@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True, help="The first sampler seed.")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
-def main(trials: int, tokens: int, repeats: int, data: str, val_data: str) -> None:
+def main(trials: int, tokens: int, repeats: int, first_seed: int, data: str, val_data: str) -> None:
     prepare_sweep_process()
     quiet_optuna()
     saved, ratios = [], []
-    for seed in range(repeats):
+    for seed in range(first_seed, first_seed + repeats):
         with tempfile.TemporaryDirectory(prefix="gpt-pareto-") as name:
             folder = Path(name)
             space_file = folder / "pareto.yaml"

@@ -185,9 +185,8 @@ class TrialObjective:
             model = GPTModel(config.model).to(choose_device(self.settings.run.device)[0])
             metrics["ms_per_token"] = ms_per_generated_token(model, config.max_length)
         trial.set_user_attr(METRICS_ATTR, metrics)
-        broken = broken_limits(self.space.limits, metrics)
+        broken = self.mark_infeasible(trial, metrics)
         if broken:
-            trial.set_user_attr(INFEASIBLE_ATTR, broken)
             refused = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                        if INFEASIBLE_ATTR in t.user_attrs]  # fmt: skip
             if len(refused) + 1 >= MAX_REFUSED:
@@ -206,6 +205,10 @@ class TrialObjective:
         for limit in self.space.limits:
             if limit.metric in measured:
                 trial.set_constraint(f"{limit.metric} {limit.bound}", limit.violation(measured[limit.metric]))
+        return self.mark_infeasible(trial, measured)
+
+    def mark_infeasible(self, trial: optuna.Trial, measured: dict[str, float]) -> str | None:
+        """Mark the trial infeasible where ``measured`` breaks a limit of the space; return why, or None."""
         broken = broken_limits(self.space.limits, measured)
         if broken:
             trial.set_user_attr(INFEASIBLE_ATTR, broken)

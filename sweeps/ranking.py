@@ -150,13 +150,12 @@ def confirmed_ranking(study: optuna.Study) -> list[Ranked]:
 def best_result(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> Ranked:
     """The best confirmed configuration within ``limits`` (and the space's) if one was confirmed, else the
     best such trial on its one seed."""
-    objectives = objectives_of(study)
-    measured = {o.metric for o in objectives} | {
-        m for t in ranked_trials(study) for m in t.user_attrs.get(METRICS_ATTR, {})
-    }
-    for limit in limits:
-        if limit.metric not in measured:
-            raise UserError(f"study {study.study_name!r} never measured {limit.metric}; it cannot limit the pick")
+    objectives, ranked = objectives_of(study), ranked_trials(study)
+    if limits:
+        measured = {o.metric for o in objectives} | {m for t in ranked for m in t.user_attrs.get(METRICS_ATTR, {})}
+        for limit in limits:
+            if limit.metric not in measured:
+                raise UserError(f"study {study.study_name!r} never measured {limit.metric}; it cannot limit the pick")
 
     def allowed(trial: FrozenTrial) -> bool:
         return feasible(trial) and within(trial, limits, objectives)
@@ -164,7 +163,7 @@ def best_result(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> Ranked:
     confirmed = [r for r in confirmed_ranking(study) if allowed(r.trial)]
     if confirmed:
         return confirmed[0]
-    trials = [t for t in ranked_trials(study) if allowed(t)]
+    trials = [t for t in ranked if allowed(t)]
     if not trials:
         within_limits = f" within {', '.join(lim.describe() for lim in limits)}" if limits else ""
         raise UserError(f"study {study.study_name!r} has no complete trial{within_limits} yet")

@@ -1,8 +1,9 @@
-"""What a model and its training cost, known from the config before anything is built: parameters, and
-the arithmetic of a training run.
+"""What a model and its training cost, known from the config before anything is built: parameters, the
+memory a training step needs, and the arithmetic of a training run.
 
-A sweep plans with these (a time budget estimates a trial's seconds from its arithmetic) without building
-the model; ``tests/test_cost.py`` checks the count against a built ``GPTModel``.
+A sweep plans with these (a time budget estimates a trial's seconds from its arithmetic, a limit on memory
+keeps a configuration from training) without building the model. ``tests/test_model.py`` checks the count
+against a built ``GPTModel``, ``tests/test_cost.py`` the memory against a measured training step.
 """
 
 from __future__ import annotations
@@ -25,6 +26,37 @@ def parameter_count(model: ModelConfig, embeddings: bool = True) -> int:
     d = model.emb_dim
     tables = (model.vocab_size + model.context_length) * d if embeddings else 0
     return tables + model.n_layers * block_parameters(model) + 2 * d + model.vocab_size * d
+
+
+def training_memory_bytes(config: TrainingConfig) -> int:
+    """The peak bytes of tensors one fp32 training step holds, at the config's batch size and context.
+
+    - 16 bytes a parameter: the weights, their gradients and AdamW's two moments;
+    - the activations autograd keeps for the backward pass, 17 values a token and layer for each of the
+      ``emb_dim`` channels: the two LayerNorms' inputs and outputs (4), the query, key and value (3), the
+      attention's output and its copy in channel order (2), the output projection's output (1), the residual
+      stream after attention (1), the feed-forward network's 4d-wide hidden layer before and after GELU (8);
+    - with dropout on, 3 values per head and pair of positions a layer (the scores, their softmax, its
+      dropped-out copy): PyTorch's fused attention kernels on a CPU take no dropout, so it runs unfused;
+    - about 3 vocabulary-by-width matrices at the head, whose buffers overlap the rest at the peak: the
+      gradient of its weight, which ``gpt.loss`` makes in the forward pass, the temporary each chunk adds
+      to it through, a chunk's logits, and the scaled copy of the gradient that backward returns.
+
+    ``benchmarks/train_memory.py`` prints this beside the peak PyTorch's profiler measures: from 1% below
+    to 8% above it for shapes from the quick model to 256 wide and 4 deep on PyTorch 2.13. It counts tensors, as
+    ``torch.cuda.max_memory_allocated`` does; a CPU process's resident memory runs higher (the allocator keeps
+    freed blocks, the libraries load their own). On a GPU, whose fused attention takes dropout, the
+    attention term is absent, so the figure is an overestimate there. Under bf16 autocast the activations
+    shrink, and the weights' bf16 copies add 2 bytes a parameter.
+    """
+    model, batch, context = config.model, config.batch_size, config.max_length
+    tokens, width = batch * context, model.emb_dim
+    state = 16 * parameter_count(model)
+    activations = model.n_layers * 17 * tokens * width
+    if model.drop_rate > 0:
+        activations += model.n_layers * 3 * batch * model.n_heads * context * context
+    head = 3 * model.vocab_size * width
+    return state + 4 * (activations + head)
 
 
 def training_flops_per_token(model: ModelConfig, context: int) -> float:

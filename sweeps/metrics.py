@@ -4,8 +4,8 @@ A space names one objective (the loss, as ever) or several (``objectives:``, the
 and ``constraints:`` on any of these metrics. A cost is known at one of three moments, which decides what
 the sweep can do with it:
 
-- from the config alone (``params``, ``params_non_embedding``): a point over a limit is never trained, nor
-  even proposed where the sampler can avoid it;
+- from the config alone (``params``, ``params_non_embedding``, ``train_memory_mb``): a point over a limit is
+  never trained, nor even proposed where the sampler can avoid it;
 - timed on the built model before training (``ms_per_token``): a trial over a limit stops before its first
   step, recorded as infeasible, not counted;
 - measured by training (``tokens_per_second``) or after it (the losses): a trial over a limit is trained,
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpt.config import TrainingConfig
-from gpt.cost import parameter_count
+from gpt.cost import parameter_count, training_memory_bytes
 from gpt.errors import ConfigError
 
 LOSSES = ("final_val_loss", "best_val_loss")
-FROM_CONFIG = ("params", "params_non_embedding")
+FROM_CONFIG = ("params", "params_non_embedding", "train_memory_mb")
 BEFORE_TRAINING = ("ms_per_token",)
 BY_TRAINING = ("tokens_per_second",)
 METRICS = LOSSES + FROM_CONFIG + BEFORE_TRAINING + BY_TRAINING
@@ -37,10 +37,12 @@ GENERATION_BATCH = 1  # ms_per_token: one sequence, its context full (the trial'
 
 def config_metrics(config: TrainingConfig) -> dict[str, float]:
     """The costs known from a config before anything is built: parameters with the token and position tables
-    (what the checkpoint stores) and without them (what each token's arithmetic pays for)."""
+    (what the checkpoint stores) and without them (what each token's arithmetic pays for), and the megabytes
+    of tensors one fp32 training step holds at the config's batch size and context (an estimate)."""
     return {
         "params": float(parameter_count(config.model)),
         "params_non_embedding": float(parameter_count(config.model, embeddings=False)),
+        "train_memory_mb": round(training_memory_bytes(config) / 1e6, 1),
     }
 
 

@@ -279,7 +279,7 @@ class SearchSpace:
         return any(o.metric == metric for o in self.objectives) or any(lim.metric == metric for lim in self.limits)
 
     def config_limits_broken(self, config: TrainingConfig) -> str | None:
-        """The limits on what a config costs (its parameters) that ``config`` breaks, in words, or None."""
+        """The limits on what a config costs (parameters, memory) that ``config`` breaks, in words, or None."""
         return broken_limits(tuple(lim for lim in self.limits if lim.metric in FROM_CONFIG), config_metrics(config))
 
     def point_limits_broken(self, point: tuple[Any, ...]) -> str | None:
@@ -287,11 +287,12 @@ class SearchSpace:
         return self.config_limits_broken(self.trial_base().update(**dict(zip(self.names, point, strict=True))))
 
     def check_limits_reachable(self) -> None:
-        """A limit on parameters that no configuration of the space meets is bad input, said before a sweep
-        starts. The shape params' every value is tried (a float's ends), up to ``MAX_LISTED_POINTS``."""
+        """A limit on what the config decides (parameters, memory) that no configuration of the space meets is
+        bad input, said before a sweep starts. The shape params' every value is tried (a float's ends), up to
+        ``MAX_LISTED_POINTS``."""
         if not any(lim.metric in FROM_CONFIG for lim in self.limits):
             return
-        shaping = [p for p in self.params if p.name in MODEL_FIELDS or p.name == "max_length"]
+        shaping = [p for p in self.params if p.name in MODEL_FIELDS or p.name in ("max_length", "batch_size")]
         values = [p.candidate_values() for p in shaping]
         if math.prod(len(v) for v in values) > MAX_LISTED_POINTS:
             return  # too many to try; each point is still checked before it trains

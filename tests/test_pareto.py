@@ -11,7 +11,7 @@ from support import TINY_BASE, children_of, study_at, sweep, write_space
 
 import runner
 from gpt.config import TrainingConfig, read_config_file
-from gpt.cost import parameter_count
+from gpt.cost import parameter_count, training_memory_bytes
 from gpt.errors import ConfigError
 from sweeps.admission import NOT_RUN_ATTR
 from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, Objective
@@ -72,6 +72,18 @@ def test_a_space_names_its_objectives_and_limits_and_reads_7e6_as_a_number():
     assert space.limits[0].value == 7e6 and space.measures("params") and not space.measures("ms_per_token")
     one = parse({})
     assert not one.several and one.objectives == (Objective("final_val_loss", "minimize"),)
+
+
+def test_a_limit_on_training_memory_weighs_the_batch_size_a_point_trains_with():
+    batches = {"params": {"batch_size": {"type": "categorical", "choices": [2, 32]}}}
+    base = parse(batches).trial_base()
+    small, large = (training_memory_bytes(base.update(batch_size=b)) / 1e6 for b in (2, 32))
+    assert small < large
+    space = parse({**batches, "constraints": {"train_memory_mb": {"max": (small + large) / 2}}})
+    assert space.point_limits_broken((2,)) is None
+    assert "breaks the limit train_memory_mb <=" in space.point_limits_broken((32,))
+    with pytest.raises(ConfigError, match=r"meets constraints train_memory_mb <= 50 \(.* from 1"):
+        parse({**batches, "constraints": {"train_memory_mb": {"max": 50}}})
 
 
 def test_a_bad_space_is_one_line_and_status_2_at_the_command_line(tmp_path, store, verdict, capsys):

@@ -237,7 +237,10 @@ def test_a_database_restart_mid_sweep_is_waited_out(postgres, tmp_path, verdict)
         command = runner_command("sweep", "--space", str(space), "--trials", "4", "--workers", "2", "--confirm", "0",
                                  "--data", str(verdict), "--storage", storage, "--tracking-uri", server)  # fmt: skip
         sweeping = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert wait_until(lambda: finished_count(storage) >= 2 or sweeping.poll() is not None, 300, every=0.5)
+        # Down while a trial is between two reports to the pruner, so that the Optuna storage's next call falls in
+        # the outage: stopped as two trials had just finished, both workers sat in MLflow's own HTTP retries (the
+        # tracking server's database is down too) for all of it, and the sweep never called the storage then.
+        assert wait_until(lambda: reporting_after_the_first(storage) or sweeping.poll() is not None, 300, every=0.2)
         assert sweeping.poll() is None, "the sweep ended before the restart"
         postgres.stop()
         time.sleep(10)  # the outage itself, not a wait for an event

@@ -9,6 +9,7 @@ SIGTERM handlers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -219,18 +220,39 @@ def limits_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, .
         raise click.BadParameter(str(exc)) from None
 
 
-LIMIT_OPTIONS = [
+def weights_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> tuple:
+    """``--weight params=1e-7`` (repeatable): a price on a cost for the pick; a wrong one is a usage line."""
+    from gpt.errors import ConfigError
+    from sweeps.metrics import Weight
+
+    try:
+        return tuple(Weight.parse_text(text) for text in texts)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+PICK_OPTIONS = [
     click.option("--max", "at_most", multiple=True, callback=limits_given, metavar="METRIC=N",
                  help="Pick the best trial with METRIC at most N (e.g. params=5e6): a pick from the front."),
     click.option("--min", "at_least", multiple=True, callback=limits_given, metavar="METRIC=N",
                  help="Pick the best trial with METRIC at least N (e.g. tokens_per_second=20000)."),
+    click.option("--weight", "weights", multiple=True, callback=weights_given, metavar="METRIC=W",
+                 help="Pick by the loss plus W per unit of a cost (e.g. params=1e-7: 0.1 a million parameters)."),
 ]  # fmt: skip
 
 
-def limit_options(command):
-    for option in reversed(LIMIT_OPTIONS):
-        command = option(command)
-    return command
+def pick_options(command):
+    """``--max``, ``--min`` and ``--weight``, handed to ``command`` as one ``pick`` (``sweeps.ranking.Pick``)."""
+
+    @functools.wraps(command)
+    def with_pick(*args: Any, at_most: tuple, at_least: tuple, weights: tuple, **kwargs: Any) -> Any:
+        from sweeps.ranking import Pick
+
+        return command(*args, pick=Pick(at_most + at_least, weights), **kwargs)
+
+    for option in reversed(PICK_OPTIONS):
+        with_pick = option(with_pick)
+    return with_pick
 
 
 @cli.command()
@@ -238,27 +260,26 @@ def limit_options(command):
 @STORAGE_OPTION
 @TRACKING_URI_OPTION
 @click.option("--export", type=click.Path(path_type=Path), default=None, help="Write the best trial's config here.")
-@limit_options
+@pick_options
 @click.option("--register", is_flag=True, help="Register the pick's model as gpt-<study> in MLflow's registry.")
-def best(study, storage, tracking_uri, export, at_most, at_least, register) -> None:
+def best(study, storage, tracking_uri, export, pick, register) -> None:
     """Show a study's best trial; --export writes a config that `single --config` reproduces."""
     from sweeps.report import describe_best, export_best
     from sweeps.storage import default_storage, load_study
     from tracking.store import resolve_tracking_uri
 
     quiet_optuna()
-    limits = at_most + at_least
     loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
-    click.echo(describe_best(loaded, limits))
+    click.echo(describe_best(loaded, pick))
     if export:
         click.echo(
-            f"Wrote {export_best(loaded, export, limits)}; rerun it with: python runner.py single --config {export}"
+            f"Wrote {export_best(loaded, export, pick)}; rerun it with: python runner.py single --config {export}"
         )
     if register:
         from sweeps.sweep import register_best_model
         from tracking.store import connect
 
-        click.echo(f"Registered {register_best_model(loaded, connect(tracking_uri), limits)}")
+        click.echo(f"Registered {register_best_model(loaded, connect(tracking_uri), pick)}")
 
 
 @cli.command()
@@ -286,10 +307,10 @@ def ui(host, port, tracking_uri) -> None:
 @click.option("--seed", type=int, help="Seed for sampling, for repeatable text.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @TRACKING_URI_OPTION
-@limit_options
+@pick_options
 def generate(
     run_id, study, storage, prompt, max_new_tokens, strategy, top_k, top_p, temperature, seed, device, tracking_uri,
-    at_most, at_least,
+    pick,
 ) -> None:  # fmt: skip
     """Print a prompt and its continuation by a trained run's model."""
     from gpt.generation import SamplingSettings
@@ -305,7 +326,7 @@ def generate(
 
         quiet_optuna()
         loaded = load_study(study, storage or default_storage(resolve_tracking_uri(tracking_uri)))
-        run_id = best_run_id(loaded, at_most + at_least)
+        run_id = best_run_id(loaded, pick)
     click.echo(sample_from_run(tracking_uri, run_id, prompt, settings, seed, device))
 
 

@@ -117,6 +117,33 @@ class Limit:
         return f"{self.metric} {'<=' if self.bound == 'max' else '>='} {readable(self.value)}"
 
 
+@dataclass(frozen=True)
+class Weight:
+    """A price on a cost: ``per`` of the loss for each unit of ``metric`` in its worse direction, so that a pick
+    from the front can trade loss for cost (``best --weight params=1e-7``: a million parameters are worth 0.1)."""
+
+    metric: str
+    per: float
+
+    @classmethod
+    def parse_text(cls, text: str) -> Weight:
+        metric, _, value = text.partition("=")
+        metric = metric.strip()
+        try:
+            per = float(value)
+        except ValueError:
+            raise ConfigError(f"--weight {text!r}: write METRIC=NUMBER, e.g. params=1e-7") from None
+        if metric not in METRICS or metric in LOSSES:
+            costs = ", ".join(m for m in METRICS if m not in LOSSES)
+            raise ConfigError(f"--weight {text!r}: weigh a cost, one of {costs}")
+        if not math.isfinite(per) or per < 0:
+            raise ConfigError(f"--weight {text!r}: the weight must be a number >= 0")
+        return cls(metric, per)
+
+    def describe(self) -> str:
+        return f"{self.metric} at {self.per:g} a unit"
+
+
 def readable(value: float) -> str:
     """``5,000,000`` for a whole number, ``6,912.4`` or ``0.0123`` otherwise."""
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"

@@ -7,8 +7,9 @@ and every place that names "the best" (``best``, ``best --export``, the register
 leaderboard) reads it from here.
 
 With several objectives "the best" is the front's member with the best loss, or with ``--max``/``--min``
-limits the best loss among the trials within them (such a trial is always on the front): so each place
-above picks from the front by a limit.
+limits the best loss among the trials within them (such a trial is always on the front), or with
+``--weight`` the best loss once each cost is priced in (for positive weights such a trial is on the front
+too): so each place above picks from the front by a ``Pick``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.errors import UserError
-from sweeps.metrics import METRICS_ATTR, Limit, Objective
-from sweeps.pareto import feasible, front, reports_of, within
+from sweeps.metrics import METRICS_ATTR, Limit, Objective, Weight
+from sweeps.pareto import feasible, front, metric_value, reports_of, within
 
 CONFIRMATION_PREFIX = "confirmation:"  # study user attribute per trial and seed: {"value", "run_id", "seed"}
 
@@ -147,31 +148,72 @@ def confirmed_ranking(study: optuna.Study) -> list[Ranked]:
     return sorted(ranked, key=lambda r: (r.failed, sign * r.mean))
 
 
-def best_result(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> Ranked:
-    """The best confirmed configuration within ``limits`` (and the space's) if one was confirmed, else the
-    best such trial on its one seed."""
-    objectives, ranked = objectives_of(study), ranked_trials(study)
-    if limits:
+@dataclass(frozen=True)
+class Pick:
+    """How "the best" is chosen from a study: ``limits`` the pick must meet, ``weights`` pricing its costs
+    against the loss. Empty, it is the best loss."""
+
+    limits: tuple[Limit, ...] = ()
+    weights: tuple[Weight, ...] = ()
+
+    def describe(self) -> str:
+        """`` within params <= 5,000,000, weighing params at 1e-07 a unit``, or nothing."""
+        parts = []
+        if self.limits:
+            parts.append(f"within {', '.join(lim.describe() for lim in self.limits)}")
+        if self.weights:
+            parts.append(f"weighing {', '.join(w.describe() for w in self.weights)}")
+        return f" {', '.join(parts)}" if parts else ""
+
+    def check(self, study: optuna.Study, ranked: list[FrozenTrial]) -> None:
+        """A limit on a metric the study never measured, or a weight on one it does not optimise, is bad input."""
+        objectives = objectives_of(study)
         measured = {o.metric for o in objectives} | {m for t in ranked for m in t.user_attrs.get(METRICS_ATTR, {})}
-        for limit in limits:
+        for limit in self.limits:
             if limit.metric not in measured:
                 raise UserError(f"study {study.study_name!r} never measured {limit.metric}; it cannot limit the pick")
+        costs = [o.metric for o in objectives[1:]]
+        for weight in self.weights:
+            if weight.metric not in costs:
+                raise UserError(
+                    f"study {study.study_name!r} does not optimise {weight.metric}; a weight prices one of its "
+                    f"costs ({', '.join(costs) or 'it has none: one objective'})"
+                )
+
+    def score(self, ranked: Ranked, objectives: tuple[Objective, ...]) -> float:
+        """The loss (its mean over seeds) with each weighed cost priced in, lower is better."""
+        loss = ranked.mean if objectives[0].direction == "minimize" else -ranked.mean
+        price = 0.0
+        for weight in self.weights:
+            cost = metric_value(ranked.trial, weight.metric, objectives)
+            direction = next(o.direction for o in objectives if o.metric == weight.metric)
+            price += weight.per * (cost if direction == "minimize" else -cost)
+        return loss + price
+
+
+BEST_LOSS = Pick()  # no limits, no weights: the best loss
+
+
+def best_result(study: optuna.Study, pick: Pick = BEST_LOSS) -> Ranked:
+    """The best confirmed configuration by ``pick`` (within its limits and the space's) if one was confirmed,
+    else the best such trial on its one seed."""
+    objectives, ranked = objectives_of(study), ranked_trials(study)
+    pick.check(study, ranked)
 
     def allowed(trial: FrozenTrial) -> bool:
-        return feasible(trial) and within(trial, limits, objectives)
+        return feasible(trial) and within(trial, pick.limits, objectives)
 
     confirmed = [r for r in confirmed_ranking(study) if allowed(r.trial)]
-    if confirmed:
-        return confirmed[0]
-    trials = [t for t in ranked if allowed(t)]
-    if not trials:
-        within_limits = f" within {', '.join(lim.describe() for lim in limits)}" if limits else ""
-        raise UserError(f"study {study.study_name!r} has no complete trial{within_limits} yet")
-    return Ranked(trials[0], (loss_of(trials[0]),))
+    candidates = confirmed or [Ranked(t, (loss_of(t),)) for t in ranked if allowed(t)]
+    if not candidates:
+        raise UserError(f"study {study.study_name!r} has no complete trial{pick.describe()} yet")
+    if not pick.weights:
+        return candidates[0]  # already in order: failed seeds last, then the best mean or value
+    return min(candidates, key=lambda r: (r.failed, pick.score(r, objectives)))
 
 
-def best_trial(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> FrozenTrial:
-    return best_result(study, limits).trial
+def best_trial(study: optuna.Study, pick: Pick = BEST_LOSS) -> FrozenTrial:
+    return best_result(study, pick).trial
 
 
 def confirmed_front(study: optuna.Study) -> list[Ranked]:

@@ -19,9 +19,11 @@ from optuna.trial import TrialState
 from gpt.config import TrainingConfig, write_config_file
 from gpt.disk_space import writing
 from gpt.errors import UserError, one_line
-from sweeps.metrics import METRICS_ATTR, Limit
+from sweeps.metrics import METRICS_ATTR
 from sweeps.pareto import feasible
 from sweeps.ranking import (
+    BEST_LOSS,
+    Pick,
     Ranked,
     best_result,
     best_trial,
@@ -214,14 +216,13 @@ def plot_front(study: optuna.Study, path: Path) -> Path:
     return path
 
 
-def describe_best(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> str:
-    """The best trial (within ``limits``: a pick from the front), its run and its params."""
-    best = best_result(study, limits)
+def describe_best(study: optuna.Study, pick: Pick = BEST_LOSS) -> str:
+    """The best trial (by ``pick``: from the front), its run and its params."""
+    best = best_result(study, pick)
     trial = best.trial
-    within = f" within {', '.join(lim.describe() for lim in limits)}" if limits else ""
-    costs = trial.user_attrs.get(METRICS_ATTR, {}) if len(study.directions) > 1 or limits else {}
+    costs = trial.user_attrs.get(METRICS_ATTR, {}) if len(study.directions) > 1 or pick.limits else {}
     lines = [
-        f"Best trial of {study.study_name}{within}: #{trial.number}, {objectives_of(study)[0].direction}d "
+        f"Best trial of {study.study_name}{pick.describe()}: #{trial.number}, {objectives_of(study)[0].direction}d "
         f"{best.describe(metric_of(study))}",
         *([f"  costs: {', '.join(f'{name} {value:,.6g}' for name, value in costs.items())}"] if costs else []),
         f"  MLflow run: {trial.user_attrs.get(RUN_ID_ATTR)}",
@@ -231,9 +232,9 @@ def describe_best(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> str:
     return "\n".join(lines)
 
 
-def export_best(study: optuna.Study, path: str | Path, limits: tuple[Limit, ...] = ()) -> Path:
-    """Write the best trial's (within ``limits``) full config as a file that ``runner.py single --config`` takes."""
-    trial = best_trial(study, limits)
+def export_best(study: optuna.Study, path: str | Path, pick: Pick = BEST_LOSS) -> Path:
+    """Write the best trial's (by ``pick``) full config as a file that ``runner.py single --config`` takes."""
+    trial = best_trial(study, pick)
     if "config" not in trial.user_attrs:
         raise UserError(f"trial {trial.number} of {study.study_name!r} holds no config to export")
     path = Path(path)

@@ -16,9 +16,10 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
 from gpt.errors import UserError
-from sweeps.metrics import Limit
 from sweeps.pareto import dominates
 from sweeps.ranking import (
+    BEST_LOSS,
+    Pick,
     best_result,
     best_trial,
     confirmed_front,
@@ -43,10 +44,10 @@ def child_run_tags(parent_run_id: str, study_name: str, **more: str) -> dict[str
     return {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, **more}
 
 
-def best_run_id(study: optuna.Study, limits: tuple[Limit, ...] = ()) -> str:
-    """The MLflow run of the best configuration's own trial (by its mean over seeds once confirmed), within
-    ``limits``."""
-    trial = best_trial(study, limits)
+def best_run_id(study: optuna.Study, pick: Pick = BEST_LOSS) -> str:
+    """The MLflow run of the best configuration's own trial (by its mean over seeds once confirmed), by
+    ``pick``."""
+    trial = best_trial(study, pick)
     run_id = trial.user_attrs.get(RUN_ID_ATTR)
     if not run_id:
         raise UserError(f"the best trial (#{trial.number}) of {study.study_name!r} has no MLflow run")

@@ -16,9 +16,8 @@ from gpt.errors import UserError
 from sweeps.callbacks import asked_for, parent_description
 from sweeps.clock import Deadline, duration
 from sweeps.confirm import confirm_best
-from sweeps.metrics import Limit
 from sweeps.objective import trial_config
-from sweeps.ranking import best_result
+from sweeps.ranking import BEST_LOSS, Pick, best_result
 from sweeps.report import leaderboard, log_study_report
 from sweeps.settings import SweepSettings
 from sweeps.space import SearchSpace
@@ -55,10 +54,10 @@ def registered_name(study_name: str) -> str:
     return f"gpt-{study_name}"
 
 
-def register_best_model(study: optuna.Study, client: MlflowClient, limits: tuple[Limit, ...] = ()) -> str:
-    """The best configuration's model (within ``limits``: a pick from the front), registered as
-    ``gpt-<study>``; the same run registers nothing new."""
-    return register_run_model(client, best_run_id(study, limits), registered_name(study.study_name))
+def register_best_model(study: optuna.Study, client: MlflowClient, pick: Pick = BEST_LOSS) -> str:
+    """The best configuration's model (by ``pick``: from the front), registered as ``gpt-<study>``; the same
+    run registers nothing new."""
+    return register_run_model(client, best_run_id(study, pick), registered_name(study.study_name))
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from support import TINY_BASE, children_of, study_at, sweep, write_space
 import runner
 from gpt.config import TrainingConfig, read_config_file
 from gpt.cost import parameter_count, training_memory_bytes
-from gpt.errors import ConfigError
+from gpt.errors import ConfigError, UserError
 from sweeps.admission import NOT_RUN_ATTR
-from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, Objective
+from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, Objective, Weight
 from sweeps.pareto import PARETO_MARGIN, REPORTS_ATTR, dominated_at, front, hypervolume_2d
+from sweeps.ranking import Pick, best_trial
 from sweeps.space import DEFAULT_SPACE, SearchSpace
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from sweeps.trial_states import COUNTED_STATES
@@ -93,6 +94,8 @@ def test_a_bad_space_is_one_line_and_status_2_at_the_command_line(tmp_path, stor
     assert len(err.splitlines()) == 1 and "no configuration of this space meets constraints params <= 10" in err
     assert runner.main(["best", "--study", "any", "--tracking-uri", store, "--max", "params"]) == 2
     assert "write METRIC=NUMBER" in capsys.readouterr().err
+    assert runner.main(["best", "--study", "any", "--tracking-uri", store, "--weight", "best_val_loss=2"]) == 2
+    assert "weigh a cost" in capsys.readouterr().err
 
 
 def test_the_front_keeps_what_nothing_dominates_and_its_hypervolume_is_the_area_it_covers():
@@ -126,6 +129,26 @@ def test_a_trial_is_pruned_only_where_one_costing_no_more_led_it_by_the_margin_a
     assert not dominated(3, trailing, None)  # its cost is not known
     assert not dominated(2, 9.0, 2e6) and not dominated(6, 9.0, 2e6)  # before 3/10 and after 5/10 nothing is pruned
     assert not dominated(4, 9.0, 2e6)  # the leader reported no loss at 4/10
+
+
+def test_a_pick_by_weight_prices_each_cost_against_the_loss():
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_metric_names(["final_val_loss", "params"])
+    for loss, params in ((6.0, 10e6), (6.3, 3e6), (6.8, 1e6)):
+        study.add_trial(optuna.trial.create_trial(values=[loss, params], user_attrs={METRICS_ATTR: {"params": params}}))
+
+    def picked(*weights: str) -> int:
+        return best_trial(study, Pick(weights=tuple(Weight.parse_text(w) for w in weights))).number
+
+    assert best_trial(study).number == 0  # the best loss
+    assert picked("params=1e-7") == 1  # 6.0 + 1.0, 6.3 + 0.3, 6.8 + 0.1
+    assert picked("params=1e-6") == 2  # a million parameters now cost a whole nat
+    assert picked("params=0") == 0
+    with pytest.raises(UserError, match=r"does not optimise ms_per_token; a weight prices one of its costs \(params\)"):
+        picked("ms_per_token=1")
+    for wrong, said in (("final_val_loss=1", "weigh a cost"), ("params=-1", ">= 0"), ("params", "METRIC=NUMBER")):
+        with pytest.raises(ConfigError, match=said):
+            Weight.parse_text(wrong)
 
 
 @pytest.mark.slow
@@ -167,6 +190,10 @@ def test_a_two_objective_sweep_prunes_resumes_stops_at_exactly_its_trials_and_pi
     assert client.get_model_version(*version.split("/")).run_id == picked.user_attrs[RUN_ID_ATTR]
     assert runner.main(["generate", "--study", study.study_name, "--tracking-uri", store, "--max", limit,
                         "--max-new-tokens", "3"]) == 0  # fmt: skip
+    assert runner.main(["best", "--study", study.study_name, "--tracking-uri", store, "--weight", "params=1"]) == 0
+    assert f"weighing params at 1 a unit: #{min(complete, key=lambda t: (t.values[1], t.values[0])).number}" in (
+        capsys.readouterr().out
+    )  # a nat a parameter: the smallest model, whatever its loss
     assert runner.main(["best", "--study", study.study_name, "--tracking-uri", store, "--max", "params=10"]) == 2
     assert "no complete trial within params <= 10" in capsys.readouterr().err
 

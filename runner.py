@@ -209,34 +209,29 @@ def sweep(space_file, study, storage, dry_run, **values) -> None:
     run_sweep(settings, worker_setup=prepare_sweep_worker, dry_run=dry_run, started=started)
 
 
-def limits_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> tuple:
-    """``--max params=5e6`` (repeatable): a limit the pick from a study must meet; a wrong one is a usage line."""
+def pick_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> tuple:
+    """``--max params=5e6``, ``--min ...`` (limits the pick must meet) or ``--weight params=1e-7`` (a price on a
+    cost), each repeatable; a wrong one is a usage line."""
     from gpt.errors import ConfigError
-    from sweeps.metrics import Limit
+    from sweeps.metrics import Limit, Weight
+
+    def parse(text: str) -> Limit | Weight:
+        if param.name == "weights":
+            return Weight.parse_text(text)
+        return Limit.parse_text(text, "max" if param.name == "at_most" else "min")
 
     try:
-        return tuple(Limit.parse_text(text, "max" if param.name == "at_most" else "min") for text in texts)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def weights_given(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> tuple:
-    """``--weight params=1e-7`` (repeatable): a price on a cost for the pick; a wrong one is a usage line."""
-    from gpt.errors import ConfigError
-    from sweeps.metrics import Weight
-
-    try:
-        return tuple(Weight.parse_text(text) for text in texts)
+        return tuple(parse(text) for text in texts)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
 PICK_OPTIONS = [
-    click.option("--max", "at_most", multiple=True, callback=limits_given, metavar="METRIC=N",
+    click.option("--max", "at_most", multiple=True, callback=pick_given, metavar="METRIC=N",
                  help="Pick the best trial with METRIC at most N (e.g. params=5e6): a pick from the front."),
-    click.option("--min", "at_least", multiple=True, callback=limits_given, metavar="METRIC=N",
+    click.option("--min", "at_least", multiple=True, callback=pick_given, metavar="METRIC=N",
                  help="Pick the best trial with METRIC at least N (e.g. tokens_per_second=20000)."),
-    click.option("--weight", "weights", multiple=True, callback=weights_given, metavar="METRIC=W",
+    click.option("--weight", "weights", multiple=True, callback=pick_given, metavar="METRIC=W",
                  help="Pick by the loss plus W per unit of a cost (e.g. params=1e-7: 0.1 a million parameters)."),
 ]  # fmt: skip
 

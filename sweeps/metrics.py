@@ -95,12 +95,8 @@ class Limit:
     @classmethod
     def parse_text(cls, text: str, bound: str) -> Limit:
         """``params=5e6`` from the command line (``best --max``/``--min``)."""
-        metric, _, value = text.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"--{bound} {text!r}: write METRIC=NUMBER, e.g. params=5e6") from None
-        return cls.parse(metric.strip(), {bound: number})
+        metric, number = metric_and_number(text, f"--{bound}", "params=5e6")
+        return cls.parse(metric, {bound: number})
 
     def violation(self, value: float) -> float:
         """How far ``value`` is past the limit: at most 0 inside it (Optuna's constraint convention)."""
@@ -127,12 +123,8 @@ class Weight:
 
     @classmethod
     def parse_text(cls, text: str) -> Weight:
-        metric, _, value = text.partition("=")
-        metric = metric.strip()
-        try:
-            per = float(value)
-        except ValueError:
-            raise ConfigError(f"--weight {text!r}: write METRIC=NUMBER, e.g. params=1e-7") from None
+        """``params=1e-7`` from the command line (``best --weight``)."""
+        metric, per = metric_and_number(text, "--weight", "params=1e-7")
         if metric not in METRICS or metric in LOSSES:
             costs = ", ".join(m for m in METRICS if m not in LOSSES)
             raise ConfigError(f"--weight {text!r}: weigh a cost, one of {costs}")
@@ -142,6 +134,15 @@ class Weight:
 
     def describe(self) -> str:
         return f"{self.metric} at {self.per:g} a unit"
+
+
+def metric_and_number(text: str, option: str, example: str) -> tuple[str, float]:
+    """``METRIC=NUMBER`` as given to ``option`` on the command line, split; anything else is bad input."""
+    metric, _, value = text.partition("=")
+    try:
+        return metric.strip(), float(value)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: write METRIC=NUMBER, e.g. {example}") from None
 
 
 def readable(value: float) -> str:

@@ -165,9 +165,8 @@ class Pick:
             parts.append(f"weighing {', '.join(w.describe() for w in self.weights)}")
         return f" {', '.join(parts)}" if parts else ""
 
-    def check(self, study: optuna.Study, ranked: list[FrozenTrial]) -> None:
+    def check(self, study: optuna.Study, objectives: tuple[Objective, ...], ranked: list[FrozenTrial]) -> None:
         """A limit on a metric the study never measured, or a weight on one it does not optimise, is bad input."""
-        objectives = objectives_of(study)
         measured = {o.metric for o in objectives} | {m for t in ranked for m in t.user_attrs.get(METRICS_ATTR, {})}
         for limit in self.limits:
             if limit.metric not in measured:
@@ -198,7 +197,7 @@ def best_result(study: optuna.Study, pick: Pick = BEST_LOSS) -> Ranked:
     """The best confirmed configuration by ``pick`` (within its limits and the space's) if one was confirmed,
     else the best such trial on its one seed."""
     objectives, ranked = objectives_of(study), ranked_trials(study)
-    pick.check(study, ranked)
+    pick.check(study, objectives, ranked)
 
     def allowed(trial: FrozenTrial) -> bool:
         return feasible(trial) and within(trial, pick.limits, objectives)

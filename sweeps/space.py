@@ -288,11 +288,13 @@ class SearchSpace:
 
     def check_limits_reachable(self) -> None:
         """A limit on what the config decides (parameters, memory) that no configuration of the space meets is
-        bad input, said before a sweep starts. The shape params' every value is tried (a float's ends), up to
-        ``MAX_LISTED_POINTS``."""
+        bad input, said before a sweep starts. The shape params' every value is tried (a float's ends; the batch
+        size's too where memory is limited), up to ``MAX_LISTED_POINTS``."""
         if not any(lim.metric in FROM_CONFIG for lim in self.limits):
             return
-        shaping = [p for p in self.params if p.name in MODEL_FIELDS or p.name in ("max_length", "batch_size")]
+        memory_limited = any(lim.metric == "train_memory_mb" for lim in self.limits)
+        shaping_names = {"max_length", "batch_size"} if memory_limited else {"max_length"}
+        shaping = [p for p in self.params if p.name in MODEL_FIELDS or p.name in shaping_names]
         values = [p.candidate_values() for p in shaping]
         if math.prod(len(v) for v in values) > MAX_LISTED_POINTS:
             return  # too many to try; each point is still checked before it trains

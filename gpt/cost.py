@@ -45,9 +45,9 @@ def training_memory_bytes(config: TrainingConfig) -> int:
     ``benchmarks/train_memory.py`` prints this beside the peak PyTorch's profiler measures: from 1% below
     to 8% above it for shapes from the quick model to 256 wide and 4 deep on PyTorch 2.13. It counts tensors, as
     ``torch.cuda.max_memory_allocated`` does; a CPU process's resident memory runs higher (the allocator keeps
-    freed blocks, the libraries load their own). On a GPU, whose fused attention takes dropout, the
-    attention term is absent, so the figure is an overestimate there. Under bf16 autocast the activations
-    shrink, and the weights' bf16 copies add 2 bytes a parameter.
+    freed blocks, the libraries load their own). On a GPU it is not measured and misses both ways: the
+    fused attention takes dropout (no T x T term), but the head makes the whole batch's logits (``gpt.loss``).
+    Under bf16 autocast the activations shrink, and the weights' bf16 copies add 2 bytes a parameter.
     """
     model, batch, context = config.model, config.batch_size, config.max_length
     tokens, width = batch * context, model.emb_dim

@@ -82,7 +82,7 @@ def admit(
     """The trial's sampled values, if it may train; else its reason is recorded and ``TrialNotRun`` raised
     (stopping the sweep where nothing more can run). ``check`` refuses sampled values whose training
     the time budget left cannot hold (``BudgetSpent``) or that break a limit known before training
-    (``Infeasible``; the sampler redraws points over a limit on parameters, so there it is a last resort)."""
+    (``Infeasible``; the sampler redraws points over a limit on parameters or memory, so there it is a last resort)."""
     try:
         check_room(trial.study, trial, trials, space)
         sampled = space.sample(trial)

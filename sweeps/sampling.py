@@ -71,7 +71,7 @@ def held_points(
 
 
 def free_points(study: optuna.Study, space: SearchSpace, excluding: int | None = None) -> list[Point] | None:
-    """The points of a finite space within its limits on parameters that no trial (other than number
+    """The points of a finite space within its limits on parameters and memory that no trial (other than number
     ``excluding``) holds; None if endless."""
     points = space.all_points()
     if points is None:
@@ -123,7 +123,7 @@ class DistinctSampler(BaseSampler):
         return optuna.samplers.RandomSampler(seed=seed)
 
     def allowed(self, point: Point, held: set[Point]) -> bool:
-        """Not held by the study, and within the space's limits on parameters."""
+        """Not held by the study, and within the space's limits on what the config decides (parameters, memory)."""
         if point in held:
             return False
         return not self.space.limits or self.space.point_limits_broken(point) is None

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat  # noqa: F401 (re-exported)
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 # Heartbeats for storages other than RDBStorage: a storage joins Optuna's heartbeat protocol by subclassing
 # the private ``BaseHeartbeat`` and answering its private ``_get_stale_trial_ids`` hook with private
@@ -50,6 +50,14 @@ FIXED_PARAMS_ATTR = "fixed_params"
 # read back by its public ``retried_trial_number``; Optuna has no public way to queue a trial as a retry, so
 # a trial the sweep re-queues after Ctrl-C writes the attribute itself and is counted and shown the same way.
 FAILED_TRIAL_ATTR = "failed_trial"
+
+
+def all_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+    """Every trial of ``study``, also where it is the ``_BracketStudy`` ``HyperbandPruner`` hands a sampler, whose
+    public ``get_trials`` holds only the trial's bracket (one of three here): a sampler that must not repeat a
+    point needs them all. Optuna's own samplers read the private ``Study._get_trials``, which a bracket study
+    does not filter, as its ``BruteForceSampler`` was changed to: https://github.com/optuna/optuna/pull/6107."""
+    return study._get_trials(deepcopy=False, states=states, use_cache=False)
 
 
 def queued_params(trial: FrozenTrial) -> dict:

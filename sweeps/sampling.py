@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.optuna_internals import queued_params
+from sweeps.optuna_internals import all_trials, queued_params
 from sweeps.space import SearchSpace
 from sweeps.trial_states import LIVE_STATES
 
@@ -61,7 +61,7 @@ def held_points(
 ) -> dict[Point, int]:
     """Each point the study's trials (but trial ``excluding``) hold, with the lowest number holding it."""
     held: dict[Point, int] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in all_trials(study):
         if trial.number == excluding or not (trial.state in LIVE_STATES if live_only else holds_its_point(trial)):
             continue
         point = point_of(trial, names)

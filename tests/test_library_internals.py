@@ -32,6 +32,24 @@ def test_optuna_still_keeps_queued_values_and_retries_where_the_sweeps_read_them
         assert RetryFailedTrialCallback.retried_trial_number(retried) == 7
 
 
+def test_optuna_still_lets_a_sampler_read_every_trial_through_a_hyperband_bracket():
+    class Recording(optuna.samplers.RandomSampler):
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            self.seen = study  # what Optuna hands a sampler
+
+    sampler = Recording(seed=0)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    study = optuna.create_study(sampler=sampler, pruner=pruner)
+    for n in range(12):
+        trial = study.ask()
+        trial.report(float(n), step=1)
+        trial.should_prune()  # the pruner makes its brackets on its first call
+        study.tell(trial, float(n))
+    study.ask()
+    assert len(sampler.seen.get_trials()) < 13  # its bracket's only: why the sweeps need the private read
+    assert len(optuna_internals.all_trials(sampler.seen)) == 13
+
+
 def test_mlflow_has_every_internal_the_tracking_uses():
     for name in ("start", "finish", "collect_metrics", "aggregate_metrics", "publish_metrics"):
         assert callable(getattr(SystemMetricsMonitor, name, None)), f"SystemMetricsMonitor lost {name}"

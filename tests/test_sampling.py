@@ -28,7 +28,7 @@ seed: 11
 def load_space(folder: Path, text: str, **options) -> SearchSpace:
     path = folder / "space.yaml"
     path.write_text(text)
-    return SearchSpace.load(path).with_options(options.get("sampler"), None, options.get("seed"))
+    return SearchSpace.load(path).with_options(options.get("sampler"), options.get("pruner"), options.get("seed"))
 
 
 def machine(folder: Path, space: SearchSpace, name: str = "s") -> optuna.Study:
@@ -53,6 +53,22 @@ def test_two_machines_with_one_seed_never_draw_the_same_point(tmp_path, sampler)
     machines = [machine(tmp_path, space), machine(tmp_path, space)]
     drawn = [point(run_trial(machines[n % 2], space, value=(n * 7) % 5)) for n in range(40)]
     assert len(set(drawn)) == 40
+
+
+@pytest.mark.parametrize("sampler", ["tpe-multivariate", "random"])
+def test_under_hyperband_no_draw_repeats_a_point_of_another_bracket(tmp_path, sampler):
+    """``HyperbandPruner`` shows a sampler only the trials of its trial's bracket (one of three here, once it
+    has pruned: the sweep asks it at every report)."""
+    space = load_space(tmp_path, DISCRETE, sampler=sampler, pruner="hyperband")
+    study = machine(tmp_path, space)
+    drawn = []
+    for n in range(60):
+        trial = study.ask()
+        space.sample(trial)
+        trial.report((n * 7) % 5, step=1)
+        trial.should_prune()
+        drawn.append(point(study.tell(trial, (n * 7) % 5)))
+    assert len(set(drawn)) == 60
 
 
 def test_the_same_command_from_scratch_draws_the_same_sequence(tmp_path):

@@ -5,9 +5,11 @@
 On WikiText-2 (train on test.txt, validate on valid.txt): a study of ``--earlier`` trials on the default
 space (``--tokens`` training tokens a trial, no confirmations), then ``--later`` trials on the same
 space with its learning-rate range shifted up by ``--shift`` (3 times by default: 3e-4..3e-2), once cold and
-once with ``--warm-start`` from the first. Printed: the earlier study's best, and for each later study
-the best of its own first k trials for every k, and the first k at which it reaches the earlier best.
-All on fresh stores in a temp folder, one sampler seed (``--seed``).
+once with ``--warm-start`` from the first. Then, for reference, the first study continued on its own space
+for ``--later`` more trials: what knowing everything the earlier study knew, on the space it knew it in, gives.
+Printed: the earlier study's best, and for each later study the best of its own first k trials for every k,
+and the first k at which it reaches the earlier best. All on fresh stores in a temp folder, one sampler seed
+(``--seed``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ WIKITEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "
 LR_RANGE = "learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
 
 
-def best_so_far(study: optuna.Study) -> list[float]:
-    """The best complete value among the study's own first k trials, for each k (inf before one completes)."""
+def best_so_far(study: optuna.Study, first: int = 0) -> list[float]:
+    """The best complete value among the study's own first k trials from number ``first`` on, for each k (inf
+    before one completes)."""
     best, values = math.inf, []
-    for trial in sorted(trials_run_here(study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)),
-                        key=lambda t: t.number):  # fmt: skip
+    finished = trials_run_here(study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    for trial in sorted((t for t in finished if t.number >= first), key=lambda t: t.number):
         if trial.state == optuna.trial.TrialState.COMPLETE:
             best = min(best, trial.value)
         values.append(best)
@@ -69,11 +72,13 @@ def main(earlier: int, later: int, tokens: int, shift: float, seed: int, data: s
         for label, options in (("cold", {}), ("warm", {"warm_start": done.study_name})):
             settings = replace(base, space_path=shifted, trials=later, study_name=f"shifted-{label}", **options)
             curves[label] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
+        continued = run_sweep(replace(base, trials=earlier + later), worker_setup=prepare_sweep_worker).study
+        curves["continued"] = best_so_far(continued, first=earlier)
     click.echo(f"\nearlier study: {earlier} trials, best final_val_loss {target:.4f}")
     click.echo(f"learning rate shifted x{shift:g}: best of the first k trials of each later study")
-    click.echo(f"{'k':<6}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
+    click.echo(f"{'k':<10}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
     for label, curve in curves.items():
-        click.echo(f"{label:<6}" + "".join(f"{v:>8.4f}" for v in curve))
+        click.echo(f"{label:<10}" + "".join(f"{v:>8.4f}" for v in curve))
         reached = next((k for k, v in enumerate(curve, start=1) if v <= target), None)
         click.echo(f"  {label}: reaches the earlier best {'at trial ' + str(reached) if reached else 'never'}")
 

@@ -22,6 +22,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.optuna_internals import all_trials, queued_params
+from sweeps.sampling_view import OutsideTrial, sampling_view
 from sweeps.space import SearchSpace
 from sweeps.trial_states import LIVE_STATES
 
@@ -102,10 +103,12 @@ class DistinctSampler(BaseSampler):
     so it visits every point once, in an order fixed by the seed. With
     ``parallel`` (several workers or machines) TPE counts running trials as bad ones (its
     ``constant_liar``), so that trials started side by side do not crowd one region, as Optuna advises.
+    ``outside``: a warm start's earlier trials outside the space's ranges, which TPE and GP read through a
+    ``sweeps.sampling_view`` to know the region beside them.
     """
 
-    def __init__(self, space: SearchSpace, parallel: bool = False) -> None:
-        self.space, self.parallel = space, parallel
+    def __init__(self, space: SearchSpace, parallel: bool = False, outside: Sequence[OutsideTrial] = ()) -> None:
+        self.space, self.parallel, self.outside = space, parallel, tuple(outside)
         self.points = space.all_points()
         self._inner: dict[int, BaseSampler] = {}
         self._chosen: dict[int, dict[str, Any]] = {}
@@ -128,10 +131,14 @@ class DistinctSampler(BaseSampler):
             return False
         return not self.space.limits or self.space.point_limits_broken(point) is None
 
-    def _draw(self, study: optuna.Study, trial: FrozenTrial, inner: BaseSampler) -> Point:
+    def _draw(
+        self, study: optuna.Study, trial: FrozenTrial, inner: BaseSampler, seen: tuple[optuna.Study, FrozenTrial]
+    ) -> Point:
         """One point from ``inner``: the params it models jointly (multivariate TPE, GP, once enough trials
-        have completed) from its relative sampling, the others one by one."""
-        relative = inner.sample_relative(study, trial, inner.infer_relative_search_space(study, trial))
+        have completed) from its relative sampling of ``seen`` (the study and the trial, or their
+        ``sampling_view``), the others one by one from the study."""
+        view, view_trial = seen
+        relative = inner.sample_relative(view, view_trial, inner.infer_relative_search_space(view, view_trial))
         return tuple(
             relative[p.name] if p.name in relative else inner.sample_independent(study, trial, p.name, p.distribution)
             for p in self.space.params
@@ -149,8 +156,9 @@ class DistinctSampler(BaseSampler):
         held = held_points(study, self.space.names)
         # A listable grid goes straight to a free point; any other space draws (and redraws repeats) first.
         tries = 0 if self.space.sampler == "grid" and self.points is not None else TRIES
+        seen = sampling_view(study, trial, self.space, self.outside) if self.outside and tries else (study, trial)
         for _ in range(tries):
-            point = self._draw(study, trial, inner)
+            point = self._draw(study, trial, inner, seen)
             if self.allowed(point, held):
                 self._chosen[trial.number] = dict(zip(self.space.names, point, strict=True))
                 return

@@ -8,6 +8,7 @@ from gpt.errors import UserError
 from sweeps.optuna_internals import experimental_features
 from sweeps.ranking import objectives_of
 from sweeps.sampling import DistinctSampler, make_pruner
+from sweeps.sampling_view import outside_trials
 from sweeps.space import SearchSpace
 from sweeps.trial_states import FINISHED_STATES, trials_run_here
 
@@ -37,6 +38,9 @@ def open_study(
             f"study {name!r} was made from a different search space ({study.user_attrs.get('space_file')}); "
             "pass --study with a new name to search this one"
         )
+    outside = outside_trials(study)
+    if outside:  # a warm start left earlier trials from outside this space's ranges for the sampler
+        study.sampler = DistinctSampler(space, parallel, outside)
     return study, created
 
 

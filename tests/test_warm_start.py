@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from support import SPACE, children_of, study_at, sweep, write_space
 
+from sweeps.sampling_view import outside_trials
 from sweeps.space import Param
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
 from sweeps.trial_states import FINISHED_STATES, WARM_START_ATTR, trials_run_here
@@ -62,7 +63,10 @@ def test_a_warm_start_adds_the_earlier_trials_without_training_or_counting_them(
     assert sweep(shifted, store, verdict, "--trials", "2", "--warm-start", "sweep-tiny") == 0
     out = capsys.readouterr().out
     assert f"Warm start from study sweep-tiny: {len(fits)} of its 3 finished trials joined as done" in out
+    assert f"; {3 - len(fits)} more trained this base outside this space's ranges and inform the sampler" in out
     study = study_at(tmp_path, "sweep-shifted")
+    left_out = sorted(f"sweep-tiny#{t.number}" for t in earlier_finished if t not in fits)
+    assert sorted(t.source for t in outside_trials(study)) == left_out
     joined = [t for t in study.get_trials() if WARM_START_ATTR in t.user_attrs]
     assert sorted(t.user_attrs[WARM_START_ATTR] for t in joined) == sorted(f"sweep-tiny#{t.number}" for t in fits)
     assert [t.value for t in joined] == [t.value for t in fits] and all(t.intermediate_values for t in joined)

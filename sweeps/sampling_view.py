@@ -4,7 +4,7 @@ A warm start joins the earlier trials that are points of this space (``sweeps.wa
 trained this space's base at values outside its ranges (a learning rate below a range that moved up) cannot
 join, since Optuna keeps every trial's values inside its distributions; yet they are all that is known about
 the region beside the new range's edge. Without them TPE takes that region for unexplored and spends trials
-there: in ``benchmarks.warm_start`` (seed 0) three of the warm-started study's first five trials went to
+there: in ``benchmarks.warm_start`` (seed 0) three of the warm-started study's first four trials went to
 learning rates of 3e-4 to 5e-4, beside the five trials below 3e-4 the earlier study had found bad.
 
 So they are kept as ``OutsideTrial`` records on the study (``open_study`` hands them to the sampler), and the

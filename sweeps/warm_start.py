@@ -81,7 +81,12 @@ def check_comparable(earlier: optuna.Study, space: SearchSpace) -> None:
 def point_in(space: SearchSpace, config: TrainingConfig) -> dict | None:
     """``config``'s values of the space's params, if the space can sample every one of them."""
     params = values_of(space, config)
-    return params if all(p.holds(params[p.name]) for p in space.params) else None
+    return params if holds_all(space, params) else None
+
+
+def holds_all(space: SearchSpace, params: dict) -> bool:
+    """Every value is one the space can sample."""
+    return all(p.holds(params[p.name]) for p in space.params)
 
 
 def values_of(space: SearchSpace, config: TrainingConfig) -> dict:
@@ -121,7 +126,7 @@ def warm_start(
         if params is None:
             continue
         source = f"{earlier.study_name}#{trial.number}"
-        if not all(p.holds(params[p.name]) for p in space.params):
+        if not holds_all(space, params):
             outside.append(OutsideTrial.of(trial, params, source))
             continue
         study.add_trial(

@@ -5,16 +5,22 @@
 On WikiText-2 (train on test.txt, validate on valid.txt): a study of ``--earlier`` trials on the default
 space (``--tokens`` training tokens a trial, no confirmations), then ``--later`` trials on the same
 space with its learning-rate range shifted up by ``--shift`` (3 times by default: 3e-4..3e-2), once cold and
-once with ``--warm-start`` from the first. Then, for reference, the first study continued on its own space
-for ``--later`` more trials: what knowing everything the earlier study knew, on the space it knew it in, gives.
+once with ``--warm-start`` from the first. Then, for reference, the earlier study continued on its own space
+for ``--later`` more trials: a new study warm-started from it on the earlier space, which every earlier trial
+joins, so it knows everything the earlier study knew, on the space it knew it in.
 Printed: the earlier study's best, and for each later study the best of its own first k trials for every k,
-and the first k at which it reaches the earlier best. All on fresh stores in a temp folder, one sampler seed
-(``--seed``).
+and the first k at which it reaches the earlier best. All on fresh stores in a temp folder.
+
+``--seed`` draws the earlier study; each ``--later-seed`` (repeatable; ``--seed`` if none) draws the later
+studies again against that same earlier study, which tells what the later studies' own draws change from what
+the shift does. With several, a summary per study kind: how often it reached the earlier best, and its best
+minus the earlier best (mean ± standard error over the later seeds).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +36,8 @@ from sweeps.trial_states import trials_run_here
 
 WIKITEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikitext-2"
 LR_RANGE = "learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
+STUDY_NAMES = {"cold": "shifted-cold", "warm": "shifted-warm", "continued": "continued"}
+KINDS = tuple(STUDY_NAMES)
 
 
 def best_so_far(study: optuna.Study, first: int = 0) -> list[float]:
@@ -44,16 +52,41 @@ def best_so_far(study: optuna.Study, first: int = 0) -> list[float]:
     return values
 
 
+def first_reaching(curve: list[float], target: float) -> int | None:
+    """The first k whose best reaches ``target``; None if none does."""
+    return next((k for k, v in enumerate(curve, start=1) if v <= target), None)
+
+
+def mean_and_error(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:+.4f}"
+    return f"{statistics.mean(values):+.4f} ± {statistics.stdev(values) / math.sqrt(len(values)):.4f}"
+
+
 @click.command()
 @click.option("--earlier", type=click.IntRange(min=1), default=16, show_default=True, help="Trials of the first study.")
 @click.option("--later", type=click.IntRange(min=1), default=8, show_default=True, help="Trials of each later one.")
 @click.option("--tokens", type=click.IntRange(min=1), default=60000, show_default=True, help="Training tokens a trial.")
 @click.option("--shift", type=click.FloatRange(min=1), default=3.0, show_default=True, help="Learning-rate shift.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed of the earlier study.")
+@click.option("--later-seed", "later_seeds", type=int, multiple=True, help="Sampler seed of the later studies "
+              "(repeatable: each draws them again against the same earlier study). [default: --seed]")  # fmt: skip
+@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True, help="Later studies to run. [default: all]")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
-def main(earlier: int, later: int, tokens: int, shift: float, seed: int, data: str, val_data: str) -> None:
+def main(
+    earlier: int,
+    later: int,
+    tokens: int,
+    shift: float,
+    seed: int,
+    later_seeds: tuple[int, ...],
+    kinds: tuple[str, ...],
+    data: str,
+    val_data: str,
+) -> None:
     prepare_sweep_process()
+    later_seeds, kinds = later_seeds or (seed,), kinds or KINDS
     with tempfile.TemporaryDirectory(prefix="gpt-warm-") as name:
         folder = Path(name)
         text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
@@ -68,19 +101,32 @@ def main(earlier: int, later: int, tokens: int, shift: float, seed: int, data: s
                                        log_every=1000, confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
         done = run_sweep(base, worker_setup=prepare_sweep_worker).study
         target = min(t.value for t in done.get_trials() if t.value is not None and t.state.name == "COMPLETE")
-        curves = {}
-        for label, options in (("cold", {}), ("warm", {"warm_start": done.study_name})):
-            settings = replace(base, space_path=shifted, trials=later, study_name=f"shifted-{label}", **options)
-            curves[label] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
-        continued = run_sweep(replace(base, trials=earlier + later), worker_setup=prepare_sweep_worker).study
-        curves["continued"] = best_so_far(continued, first=earlier)
-    click.echo(f"\nearlier study: {earlier} trials, best final_val_loss {target:.4f}")
+        spaces = {"cold": (shifted, None), "warm": (shifted, done.study_name), "continued": (first, done.study_name)}
+        curves: dict[tuple[str, int], list[float]] = {}
+        for later_seed in later_seeds:
+            for kind in kinds:
+                space_path, warm_start = spaces[kind]
+                study_name = STUDY_NAMES[kind] + ("" if later_seed == seed else f"-seed{later_seed}")
+                settings = replace(base, space_path=space_path, trials=later, seed=later_seed, study_name=study_name,
+                                   warm_start=warm_start)  # fmt: skip
+                curves[kind, later_seed] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
+    click.echo(f"\nearlier study: {earlier} trials (seed {seed}), best final_val_loss {target:.4f}")
     click.echo(f"learning rate shifted x{shift:g}: best of the first k trials of each later study")
-    click.echo(f"{'k':<10}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
-    for label, curve in curves.items():
-        click.echo(f"{label:<10}" + "".join(f"{v:>8.4f}" for v in curve))
-        reached = next((k for k, v in enumerate(curve, start=1) if v <= target), None)
-        click.echo(f"  {label}: reaches the earlier best {'at trial ' + str(reached) if reached else 'never'}")
+    click.echo(f"{'k':<20}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
+    for (kind, later_seed), curve in curves.items():
+        click.echo(f"{kind + ' seed ' + str(later_seed):<20}" + "".join(f"{v:>8.4f}" for v in curve))
+        reached = first_reaching(curve, target)
+        click.echo(f"  reaches the earlier best {'at trial ' + str(reached) if reached else 'never'}")
+    if len(later_seeds) > 1:
+        click.echo(f"\nover {len(later_seeds)} later seeds: reached the earlier best within {later} trials; "
+                   f"best of {later} minus the earlier best (mean ± standard error)")  # fmt: skip
+        for kind in kinds:
+            ends = [curves[kind, s][-1] - target for s in later_seeds]
+            reached = sum(first_reaching(curves[kind, s], target) is not None for s in later_seeds)
+            click.echo(f"{kind:<10} {reached} of {len(later_seeds)}   {mean_and_error(ends)}")
+        if "warm" in kinds and "continued" in kinds:
+            gaps = [curves["warm", s][-1] - curves["continued", s][-1] for s in later_seeds]
+            click.echo(f"warm minus continued, paired by seed: {mean_and_error(gaps)}")
 
 
 if __name__ == "__main__":

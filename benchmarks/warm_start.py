@@ -68,6 +68,9 @@ def mean_and_error(values: list[float]) -> str:
 @click.option("--later", type=click.IntRange(min=1), default=8, show_default=True, help="Trials of each later one.")
 @click.option("--tokens", type=click.IntRange(min=1), default=60000, show_default=True, help="Training tokens a trial.")
 @click.option("--shift", type=click.FloatRange(min=1), default=3.0, show_default=True, help="Learning-rate shift.")
+@click.option("--later-range", type=(float, float), default=None, help="The later studies' learning-rate range "
+              "(LOW HIGH), instead of the shifted one: a narrower range leaves earlier trials outside it, a wider one "
+              "adds a region no earlier trial saw.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed of the earlier study.")
 @click.option("--later-seed", "later_seeds", type=int, multiple=True, help="Sampler seed of the later studies "
               "(repeatable: each draws them again against the same earlier study). [default: --seed]")  # fmt: skip
@@ -79,6 +82,7 @@ def main(
     later: int,
     tokens: int,
     shift: float,
+    later_range: tuple[float, float] | None,
     seed: int,
     later_seeds: tuple[int, ...],
     kinds: tuple[str, ...],
@@ -87,13 +91,15 @@ def main(
 ) -> None:
     prepare_sweep_process()
     later_seeds, kinds = later_seeds or (seed,), kinds or KINDS
+    low, high = later_range or (1e-4 * shift, 1e-2 * shift)
+    if not 0 < low < high:
+        raise click.BadParameter(f"{low:g}..{high:g} is not a range of learning rates", param_hint="--later-range")
     with tempfile.TemporaryDirectory(prefix="gpt-warm-") as name:
         folder = Path(name)
         text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
         first = folder / "first.yaml"
         first.write_text(text)
         shifted = folder / "shifted.yaml"
-        low, high = 1e-4 * shift, 1e-2 * shift
         shifted.write_text(
             text.replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
         )
@@ -111,7 +117,7 @@ def main(
                                    warm_start=warm_start)  # fmt: skip
                 curves[kind, later_seed] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
     click.echo(f"\nearlier study: {earlier} trials (seed {seed}), best final_val_loss {target:.4f}")
-    click.echo(f"learning rate shifted x{shift:g}: best of the first k trials of each later study")
+    click.echo(f"learning rate range {low:g}..{high:g}: best of the first k trials of each later study")
     click.echo(f"{'k':<20}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
     for (kind, later_seed), curve in curves.items():
         click.echo(f"{kind + ' seed ' + str(later_seed):<20}" + "".join(f"{v:>8.4f}" for v in curve))

@@ -58,6 +58,7 @@ def first_reaching(curve: list[float], target: float) -> int | None:
 
 
 def mean_and_error(values: list[float]) -> str:
+    """Mean ± standard error, to print; a single value alone."""
     if len(values) < 2:
         return f"{values[0]:+.4f}"
     return f"{statistics.mean(values):+.4f} ± {statistics.stdev(values) / math.sqrt(len(values)):.4f}"
@@ -99,7 +100,7 @@ def main(
         text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
         first = folder / "first.yaml"
         first.write_text(text)
-        shifted = folder / "shifted.yaml"
+        shifted = folder / "later.yaml"  # the shifted range, or --later-range
         shifted.write_text(
             text.replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
         )

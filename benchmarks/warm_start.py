@@ -14,7 +14,9 @@ and the first k at which it reaches the earlier best. All on fresh stores in a t
 ``--seed`` draws the earlier study; each ``--later-seed`` (repeatable; ``--seed`` if none) draws the later
 studies again against that same earlier study, which tells what the later studies' own draws change from what
 the shift does. With several, a summary per study kind: how often it reached the earlier best, and its best
-minus the earlier best (mean ± standard error over the later seeds).
+minus the earlier best (mean ± standard error over the later seeds). ``--later-range LOW HIGH`` replaces the
+shifted range, to take a shift apart: a narrowed range leaves earlier trials outside it, a widened one adds a
+region no earlier trial saw.
 """
 
 from __future__ import annotations

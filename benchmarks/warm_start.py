@@ -42,12 +42,12 @@ STUDY_NAMES = {"cold": "shifted-cold", "warm": "shifted-warm", "continued": "con
 KINDS = tuple(STUDY_NAMES)
 
 
-def best_so_far(study: optuna.Study, first: int = 0) -> list[float]:
-    """The best complete value among the study's own first k trials from number ``first`` on, for each k (inf
-    before one completes)."""
+def best_so_far(study: optuna.Study) -> list[float]:
+    """The best complete value among the study's own first k trials (not those a warm start joined), for each k
+    (inf before one completes)."""
     best, values = math.inf, []
     finished = trials_run_here(study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-    for trial in sorted((t for t in finished if t.number >= first), key=lambda t: t.number):
+    for trial in sorted(finished, key=lambda t: t.number):
         if trial.state == optuna.trial.TrialState.COMPLETE:
             best = min(best, trial.value)
         values.append(best)
@@ -102,15 +102,19 @@ def main(
         text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
         first = folder / "first.yaml"
         first.write_text(text)
-        shifted = folder / "later.yaml"  # the shifted range, or --later-range
-        shifted.write_text(
+        later_space = folder / "later.yaml"  # the shifted range, or --later-range
+        later_space.write_text(
             text.replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
         )
         base = SweepSettings.in_folder(folder, first, earlier, data=data, val_data=val_data, device="cpu",
                                        log_every=1000, confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
         done = run_sweep(base, worker_setup=prepare_sweep_worker).study
         target = min(t.value for t in done.get_trials() if t.value is not None and t.state.name == "COMPLETE")
-        spaces = {"cold": (shifted, None), "warm": (shifted, done.study_name), "continued": (first, done.study_name)}
+        spaces = {
+            "cold": (later_space, None),
+            "warm": (later_space, done.study_name),
+            "continued": (first, done.study_name),
+        }
         curves: dict[tuple[str, int], list[float]] = {}
         for later_seed in later_seeds:
             for kind in kinds:

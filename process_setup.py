@@ -1,6 +1,6 @@
 """Process-wide set-up, in one place: log levels and where the packages' logs go, MLflow's and Optuna's
-chatter, the allocator, TF32, matplotlib's backend, a sweep worker's GPU, threads and process group, and
-how a process ends.
+chatter, the allocator, TF32, matplotlib's backend, a sweep worker's GPU, threads and process group, a
+benchmark process's cores, and how a process ends.
 
 The packages (``gpt``, ``tracking``, ``sweeps``) never change anything process-wide; the entry points do,
 by calling these: ``runner.py``, each spawned sweep worker (``prepare_sweep_worker``) and the benchmarks.
@@ -141,6 +141,15 @@ def prepare_sweep_process() -> None:
     quiet_mlflow()
     quiet_optuna()
     prepare_training_process()
+
+
+def keep_to_cores(cores: set[int]) -> None:
+    """Run this process (and the processes it starts) on ``cores`` alone, a thread on each: two sides of a
+    benchmark that run at once then share the machine evenly instead of contending for every core."""
+    import torch
+
+    os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
 
 
 def prepare_sweep_worker(placement: WorkerPlacement) -> None:

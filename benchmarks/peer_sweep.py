@@ -22,10 +22,13 @@ mean difference (project - peer; below 0, the project's model is better) with it
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +43,7 @@ from gpt.config import TrainingConfig
 from gpt.environment import LoadedText, TrainingSetup, load_tokens, prepare_environment
 from gpt.evaluation import ValidationSpan, block_length, windows_of
 from gpt.training import train, validation_loss
-from process_setup import prepare_sweep_process, prepare_sweep_worker, quiet_optuna
+from process_setup import keep_to_cores, prepare_sweep_process, prepare_sweep_worker
 from sweeps.objective import trial_config
 from sweeps.ranking import best_result
 from sweeps.sampling import REPORT_POINTS
@@ -210,29 +213,68 @@ def retrain_peer(space: SearchSpace, params: dict, text: LoadedText, seeds: list
     return tuple(scores)
 
 
+def project_side(folder: Path, space_file: Path, data: str, val_data: str, budget: float, repeat: int,
+                 seeds: list[int]) -> Pick:  # fmt: skip
+    """The project's sweep, then its pick retrained on ``seeds``."""
+    config, trials, wall = project_sweep(folder, space_file, data, val_data, budget, repeat)
+    space, text = SearchSpace.load(space_file), load_tokens(data, val_data=val_data)
+    params = {name: config.to_flat_dict()[name] for name in space.names}
+    return Pick("project", params, trials, wall, retrain_project(config, text, seeds))
+
+
+def peer_side(folder: Path, space_file: Path, data: str, val_data: str, budget: float, repeat: int,
+              seeds: list[int]) -> Pick:  # fmt: skip
+    """The hand-written loop, then its pick retrained on ``seeds``."""
+    space, text = SearchSpace.load(space_file), load_tokens(data, val_data=val_data)
+    params, trials, wall = peer_sweep(folder, space, text, budget, repeat)
+    return Pick("peer", params, trials, wall, retrain_peer(space, params, text, seeds))
+
+
+def side_on_cores(cores: set[int], side: Callable[..., Pick], *args: object) -> Pick:
+    """One side in a process of its own, kept to its share of the cores."""
+    keep_to_cores(cores)
+    prepare_sweep_process()
+    return side(*args)
+
+
+def halves(cores: list[int]) -> tuple[set[int], set[int]]:
+    """The cores split in two, one share per side."""
+    return set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :])
+
+
 @click.command()
 @click.option("--budget", type=click.FloatRange(min=1), default=1200, show_default=True, help="Seconds each side gets.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--retrain-seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--tokens", type=click.IntRange(min=1), default=60000, show_default=True, help="Training tokens a trial.")
+@click.option("--sides-at-once", is_flag=True, help="Run a repeat's two sides at the same time, each on half the "
+              "cores (2 or more): the benchmark takes half as long, each side on half the machine.")  # fmt: skip
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
-def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, data: str, val_data: str) -> None:
+def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, sides_at_once: bool, data: str,
+         val_data: str) -> None:  # fmt: skip
     prepare_sweep_process()
-    quiet_optuna()
-    text = load_tokens(data, val_data=val_data)
+    cores = sorted(os.sched_getaffinity(0))
+    if sides_at_once and len(cores) < 2:
+        raise click.BadParameter(f"this process may use {len(cores)} core; two sides at once need 2",
+                                 param_hint="--sides-at-once")  # fmt: skip
     seeds = [RETRAIN_SEED + i for i in range(retrain_seeds)]
     differences = []
     with tempfile.TemporaryDirectory(prefix="gpt-peer-") as name:
         folder = Path(name)
         space_file = space_with_tokens(folder, tokens)
-        space = SearchSpace.load(space_file)
         for repeat in range(repeats):
-            config, trials, wall = project_sweep(folder, space_file, data, val_data, budget, repeat)
-            params = {name: config.to_flat_dict()[name] for name in space.names}
-            project = Pick("project", params, trials, wall, retrain_project(config, text, seeds))
-            params, trials, wall = peer_sweep(folder, space, text, budget, repeat)
-            peer = Pick("peer", params, trials, wall, retrain_peer(space, params, text, seeds))
+            args = (folder, space_file, data, val_data, budget, repeat, seeds)
+            if sides_at_once:
+                with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    ours, theirs = halves(cores)
+                    sides = (
+                        pool.submit(side_on_cores, ours, project_side, *args),
+                        pool.submit(side_on_cores, theirs, peer_side, *args),
+                    )
+                    project, peer = (side.result() for side in sides)
+            else:
+                project, peer = project_side(*args), peer_side(*args)
             differences.append(statistics.fmean(project.scores) - statistics.fmean(peer.scores))
             click.echo(f"repeat {repeat} (budget {budget:.0f}s, {tokens:,} tokens a trial; whole validation file, "
                        f"{retrain_seeds} fresh seeds):\n{project.describe()}\n{peer.describe()}")  # fmt: skip

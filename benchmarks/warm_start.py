@@ -42,6 +42,32 @@ STUDY_NAMES = {"cold": "shifted-cold", "warm": "shifted-warm", "continued": "con
 KINDS = tuple(STUDY_NAMES)
 
 
+def earlier_space(folder: Path, tokens: int) -> Path:
+    """The default space with ``tokens`` training tokens a trial (instead of 3 epochs), written into ``folder``."""
+    path = folder / "first.yaml"
+    path.write_text(DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n"))
+    return path
+
+
+def with_lr_range(space: Path, path: Path, low: float, high: float) -> Path:
+    """``space`` with the learning-rate range ``low``..``high``, written to ``path``."""
+    path.write_text(
+        space.read_text().replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
+    )
+    return path
+
+
+def earlier_settings(folder: Path, space: Path, trials: int, seed: int, data: str, val_data: str) -> SweepSettings:
+    """The earlier study: ``trials`` trials on ``space``, no confirmations, its stores in ``folder``."""
+    return SweepSettings.in_folder(folder, space, trials, data=data, val_data=val_data, device="cpu", log_every=1000,
+                                   confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
+
+
+def best_value(study: optuna.Study) -> float:
+    """The best final value among the study's complete trials."""
+    return min(t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+
+
 def best_so_far(study: optuna.Study) -> list[float]:
     """The best complete value among the study's own first k trials (not those a warm start joined), for each k
     (inf before one completes)."""
@@ -99,17 +125,11 @@ def main(
         raise click.BadParameter(f"{low:g}..{high:g} is not a range of learning rates", param_hint="--later-range")
     with tempfile.TemporaryDirectory(prefix="gpt-warm-") as name:
         folder = Path(name)
-        text = DEFAULT_SPACE.read_text().replace("    num_epochs: 3\n", f"    max_tokens: {tokens}\n")
-        first = folder / "first.yaml"
-        first.write_text(text)
-        later_space = folder / "later.yaml"  # the shifted range, or --later-range
-        later_space.write_text(
-            text.replace(LR_RANGE, f"learning_rate: {{type: float, low: {low:g}, high: {high:g}, log: true}}")
-        )
-        base = SweepSettings.in_folder(folder, first, earlier, data=data, val_data=val_data, device="cpu",
-                                       log_every=1000, confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
+        first = earlier_space(folder, tokens)
+        later_space = with_lr_range(first, folder / "later.yaml", low, high)  # the shifted range, or --later-range
+        base = earlier_settings(folder, first, earlier, seed, data, val_data)
         done = run_sweep(base, worker_setup=prepare_sweep_worker).study
-        target = min(t.value for t in done.get_trials() if t.value is not None and t.state.name == "COMPLETE")
+        target = best_value(done)
         spaces = {
             "cold": (later_space, None),
             "warm": (later_space, done.study_name),

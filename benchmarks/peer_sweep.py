@@ -50,6 +50,7 @@ from sweeps.sampling import REPORT_POINTS
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE, SearchSpace
 from sweeps.sweep import run_sweep
+from sweeps.workers import stop_when_orphaned
 
 WIKITEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikitext-2"
 PEER_EVAL_BATCHES = 2  # the book's eval_iter
@@ -231,7 +232,8 @@ def peer_side(folder: Path, space_file: Path, data: str, val_data: str, budget: 
 
 
 def side_on_cores(cores: set[int], side: Callable[..., Pick], *args: object) -> Pick:
-    """One side in a process of its own, kept to its share of the cores."""
+    """One side in a process of its own, kept to its share of the cores; it stops when the benchmark does."""
+    stop_when_orphaned(os.getppid())
     keep_to_cores(cores)
     prepare_sweep_process()
     return side(*args)
@@ -254,9 +256,9 @@ def halves(cores: list[int]) -> tuple[set[int], set[int]]:
 def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, sides_at_once: bool, data: str,
          val_data: str) -> None:  # fmt: skip
     prepare_sweep_process()
-    cores = sorted(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []  # Linux tells, and pins
     if sides_at_once and len(cores) < 2:
-        raise click.BadParameter(f"this process may use {len(cores)} core; two sides at once need 2",
+        raise click.BadParameter(f"needs 2 cores this process may be kept to; it has {len(cores)}",
                                  param_hint="--sides-at-once")  # fmt: skip
     seeds = [RETRAIN_SEED + i for i in range(retrain_seeds)]
     differences = []

@@ -231,9 +231,10 @@ def peer_side(folder: Path, space_file: Path, data: str, val_data: str, budget: 
     return Pick("peer", params, trials, wall, retrain_peer(space, params, text, seeds))
 
 
-def side_on_cores(cores: set[int], side: Callable[..., Pick], *args: object) -> Pick:
-    """One side in a process of its own, kept to its share of the cores; it stops when the benchmark does."""
-    stop_when_orphaned(os.getppid())
+def side_on_cores(benchmark_pid: int, cores: set[int], side: Callable[..., Pick], *args: object) -> Pick:
+    """One side in a process of its own, kept to its share of the cores; it stops when the benchmark (process
+    ``benchmark_pid``) does, even one that ended before this process got here."""
+    stop_when_orphaned(benchmark_pid)
     keep_to_cores(cores)
     prepare_sweep_process()
     return side(*args)
@@ -271,8 +272,8 @@ def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, sides_at_
                 with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
                     ours, theirs = halves(cores)
                     sides = (
-                        pool.submit(side_on_cores, ours, project_side, *args),
-                        pool.submit(side_on_cores, theirs, peer_side, *args),
+                        pool.submit(side_on_cores, os.getpid(), ours, project_side, *args),
+                        pool.submit(side_on_cores, os.getpid(), theirs, peer_side, *args),
                     )
                     project, peer = (side.result() for side in sides)
             else:

@@ -17,6 +17,9 @@ Repeat ``r`` seeds both samplers with ``r``. Each pick is retrained by its own s
 training loop, or the peer's plain one) with ``--retrain-seeds`` seeds it never saw, and scored by the same
 function: the loss on every token of the validation file. Printed: each repeat's picks and scores, and the
 mean difference (project - peer; below 0, the project's model is better) with its standard error.
+
+The sides run one after the other on the whole machine, or with ``--sides-at-once`` at the same time, each in
+a process of its own kept to half the cores: the same share for each, in half the time.
 """
 
 from __future__ import annotations

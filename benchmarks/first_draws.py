@@ -23,7 +23,7 @@ import click
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.warm_start import WIKITEXT, earlier_settings, earlier_space, with_lr_range
+from benchmarks.warm_start import WIKITEXT, best_trial, earlier_settings, earlier_space, with_lr_range
 from gpt.data import TokenizedText
 from gpt.environment import load_tokens
 from process_setup import prepare_sweep_process, prepare_sweep_worker
@@ -77,14 +77,13 @@ def where(points: list[dict], best: FrozenTrial) -> str:
 def main(earlier: int, tokens: int, shift: float, seed: int, draws: int, folder: str | None, data: str,
          val_data: str) -> None:  # fmt: skip
     prepare_sweep_process()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each warm start's experimental add_trial warns
     with tempfile.TemporaryDirectory(prefix="gpt-draws-") as name:
         kept = Path(folder or name)
         kept.mkdir(parents=True, exist_ok=True)
         first = earlier_space(kept, tokens)
         done = run_sweep(earlier_settings(kept, first, earlier, seed, data, val_data), prepare_sweep_worker).study
         text = load_tokens(data, val_data=val_data)
-        best = min(done.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+        best = best_trial(done)
         ranges = {
             "earlier": (1e-4, 1e-2),
             "narrowed": (1e-4 * shift, 1e-2),

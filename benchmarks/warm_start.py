@@ -63,9 +63,9 @@ def earlier_settings(folder: Path, space: Path, trials: int, seed: int, data: st
                                    confirm=0, seed=seed, experiment="warm-start")  # fmt: skip
 
 
-def best_value(study: optuna.Study) -> float:
-    """The best final value among the study's complete trials."""
-    return min(t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The study's complete trial with the best final value."""
+    return min(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.value)
 
 
 def best_so_far(study: optuna.Study) -> list[float]:
@@ -129,7 +129,7 @@ def main(
         later_space = with_lr_range(first, folder / "later.yaml", low, high)  # the shifted range, or --later-range
         base = earlier_settings(folder, first, earlier, seed, data, val_data)
         done = run_sweep(base, worker_setup=prepare_sweep_worker).study
-        target = best_value(done)
+        target = best_trial(done).value
         spaces = {
             "cold": (later_space, None),
             "warm": (later_space, done.study_name),

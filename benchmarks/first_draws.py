@@ -10,7 +10,8 @@ for each learning-rate range (the earlier one, the narrowed, widened and shifted
 study warm-started from it, whose first trial is drawn ``--draws`` times, each with a sampler seed of its own
 (the trial numbers that follow), without training it. Printed per range: the spread of the drawn learning
 rates, and how many draws land beside the earlier best (a learning rate within a factor of 2 of its, and
-its context length), where the continuation went on to beat it.
+its context length), where the continuation went on to beat it. ``--sampler`` draws them with another sampler
+than the space file's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from benchmarks.warm_start import WIKITEXT, best_trial, earlier_settings, earlie
 from gpt.data import TokenizedText
 from gpt.environment import load_tokens
 from process_setup import prepare_sweep_process, prepare_sweep_worker
+from sweeps import SAMPLERS
 from sweeps.space import SearchSpace
 from sweeps.study import open_study
 from sweeps.sweep import run_sweep
@@ -70,12 +72,14 @@ def where(points: list[dict], best: FrozenTrial) -> str:
 @click.option("--shift", type=click.FloatRange(min=1), default=3.0, show_default=True, help="Learning-rate shift.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed of the earlier study.")
 @click.option("--draws", type=click.IntRange(min=1), default=300, show_default=True, help="First trials drawn a range.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="The warm-started study's sampler. "
+              "[default: the space file's, as the earlier study]")  # fmt: skip
 @click.option("--folder", type=click.Path(file_okay=False), default=None, help="Keep the earlier study here and reuse "
               "it when run again. [default: a temporary folder]")  # fmt: skip
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
-def main(earlier: int, tokens: int, shift: float, seed: int, draws: int, folder: str | None, data: str,
-         val_data: str) -> None:  # fmt: skip
+def main(earlier: int, tokens: int, shift: float, seed: int, draws: int, sampler: str | None, folder: str | None,
+         data: str, val_data: str) -> None:  # fmt: skip
     prepare_sweep_process()
     with tempfile.TemporaryDirectory(prefix="gpt-draws-") as name:
         kept = Path(folder or name)
@@ -98,7 +102,7 @@ def main(earlier: int, tokens: int, shift: float, seed: int, draws: int, folder:
         )
         for kind, (low, high) in ranges.items():
             space = SearchSpace.load(with_lr_range(first, kept / f"{kind}.yaml", low, high)).with_options(
-                None, None, seed
+                sampler, None, seed
             )
             click.echo(
                 f"{kind + f' {low:g}..{high:g}':<22}" + where(first_draws(done, space, text.tokens, draws), best)

@@ -9,14 +9,17 @@ once with ``--warm-start`` from the first. Then, for reference, the earlier stud
 for ``--later`` more trials: a new study warm-started from it on the earlier space, which every earlier trial
 joins, so it knows everything the earlier study knew, on the space it knew it in.
 Printed: the earlier study's best, and for each later study the best of its own first k trials for every k,
-and the first k at which it reaches the earlier best. All on fresh stores in a temp folder.
+and the first k at which it reaches the earlier best. All on fresh stores in a temp folder, or ``--folder``.
 
 ``--seed`` draws the earlier study; each ``--later-seed`` (repeatable; ``--seed`` if none) draws the later
 studies again against that same earlier study, which tells what the later studies' own draws change from what
 the shift does. With several, a summary per study kind: how often it reached the earlier best, and its best
 minus the earlier best (mean ± standard error over the later seeds). ``--later-range LOW HIGH`` replaces the
 shifted range, to take a shift apart: a narrowed range leaves earlier trials outside it, a widened one adds a
-region no earlier trial saw.
+region no earlier trial saw. ``--later-sampler`` samples the cold and warm-started studies with another sampler
+than the space file's (the continuation samples as the earlier study did).
+``--folder`` keeps the studies and reuses them when the command runs again (``benchmarks.first_draws`` reads the
+same folder).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import click
 import optuna
 
 from process_setup import prepare_sweep_process, prepare_sweep_worker
+from sweeps import SAMPLERS
 from sweeps.settings import SweepSettings
 from sweeps.space import DEFAULT_SPACE
 from sweeps.sweep import run_sweep
@@ -104,6 +108,10 @@ def mean_and_error(values: list[float]) -> str:
 @click.option("--later-seed", "later_seeds", type=int, multiple=True, help="Sampler seed of the later studies "
               "(repeatable: each draws them again against the same earlier study). [default: --seed]")  # fmt: skip
 @click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True, help="Later studies to run. [default: all]")
+@click.option("--later-sampler", type=click.Choice(SAMPLERS), default=None, help="The cold and warm-started "
+              "studies' sampler. [default: the space file's, as the earlier study]")  # fmt: skip
+@click.option("--folder", type=click.Path(file_okay=False), default=None, help="Keep the earlier and later studies "
+              "here; an earlier study already there is reused. [default: a temporary folder]")  # fmt: skip
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
 def main(
@@ -115,6 +123,8 @@ def main(
     seed: int,
     later_seeds: tuple[int, ...],
     kinds: tuple[str, ...],
+    later_sampler: str | None,
+    folder: str | None,
     data: str,
     val_data: str,
 ) -> None:
@@ -124,27 +134,29 @@ def main(
     if not 0 < low < high:
         raise click.BadParameter(f"{low:g}..{high:g} is not a range of learning rates", param_hint="--later-range")
     with tempfile.TemporaryDirectory(prefix="gpt-warm-") as name:
-        folder = Path(name)
-        first = earlier_space(folder, tokens)
-        later_space = with_lr_range(first, folder / "later.yaml", low, high)  # the shifted range, or --later-range
-        base = earlier_settings(folder, first, earlier, seed, data, val_data)
+        kept = Path(folder or name)
+        kept.mkdir(parents=True, exist_ok=True)
+        first = earlier_space(kept, tokens)
+        later_space = with_lr_range(first, kept / f"later-{low:g}-{high:g}.yaml", low, high)
+        base = earlier_settings(kept, first, earlier, seed, data, val_data)
         done = run_sweep(base, worker_setup=prepare_sweep_worker).study
         target = best_trial(done).value
-        spaces = {
-            "cold": (later_space, None),
-            "warm": (later_space, done.study_name),
-            "continued": (first, done.study_name),
+        spaces = {  # the continuation samples as the earlier study did
+            "cold": (later_space, None, later_sampler),
+            "warm": (later_space, done.study_name, later_sampler),
+            "continued": (first, done.study_name, None),
         }
         curves: dict[tuple[str, int], list[float]] = {}
         for later_seed in later_seeds:
             for kind in kinds:
-                space_path, warm_start = spaces[kind]
-                study_name = STUDY_NAMES[kind] + ("" if later_seed == seed else f"-seed{later_seed}")
+                space_path, warm_start, sampler = spaces[kind]
+                study_name = f"{STUDY_NAMES[kind]}-{low:g}-{high:g}-seed{later_seed}-{sampler or 'default'}"
                 settings = replace(base, space_path=space_path, trials=later, seed=later_seed, study_name=study_name,
-                                   warm_start=warm_start)  # fmt: skip
+                                   warm_start=warm_start, sampler=sampler)  # fmt: skip
                 curves[kind, later_seed] = best_so_far(run_sweep(settings, worker_setup=prepare_sweep_worker).study)
     click.echo(f"\nearlier study: {earlier} trials (seed {seed}), best final_val_loss {target:.4f}")
-    click.echo(f"learning rate range {low:g}..{high:g}: best of the first k trials of each later study")
+    sampler = f"cold and warm-started with {later_sampler}, " if later_sampler else ""
+    click.echo(f"learning rate range {low:g}..{high:g}, {sampler}best of the first k trials of each later study")
     click.echo(f"{'k':<20}" + "".join(f"{k:>8}" for k in range(1, later + 1)))
     for (kind, later_seed), curve in curves.items():
         click.echo(f"{kind + ' seed ' + str(later_seed):<20}" + "".join(f"{v:>8.4f}" for v in curve))

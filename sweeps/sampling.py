@@ -117,7 +117,8 @@ class DistinctSampler(BaseSampler):
         """``tpe-multivariate`` (the default, and Optuna 5's) models the params jointly, ``tpe`` each alone;
         ``gp`` is Optuna's ``GPSampler``. ``benchmarks.sweep_strategies`` compared them at equal wall time
         (docs/performance.md): multivariate TPE and GP picked better models than univariate TPE on both
-        repeats; multivariate TPE is the default as it also spreads parallel workers (constant liar)."""
+        repeats; multivariate TPE is the default as it also spreads parallel workers (constant liar; Optuna 5.1's GP
+        reads running trials too, Optuna 4's does not)."""
         if self.space.sampler in ("tpe", "tpe-multivariate"):
             multivariate = self.space.sampler == "tpe-multivariate"
             return optuna.samplers.TPESampler(seed=seed, constant_liar=self.parallel, multivariate=multivariate)

@@ -9,7 +9,8 @@ cleanup finishes inside the grace period instead of being cut short.
 
 Python drops a KeyboardInterrupt raised inside a garbage-collector callback ("Exception
 ignored in ..."); the signal is remembered too, and long loops call
-``stop_if_signalled()`` at safe points to raise it again.
+``stop_if_signalled()`` at safe points to raise it again. A few short steps must not be cut in
+the middle (a file lock given back); ``stop_signals_deferred()`` holds the signal until they end.
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ def stop_signals_remembered() -> Iterator[None]:
             signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
         _received.clear()
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then let them in: a short step that a KeyboardInterrupt
+    must not cut in two runs whole, and the interrupt comes right after it. Only where the signals raise
+    (the main thread, inside ``stop_signals_remembered()``); elsewhere the block runs as it is."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not _on_stop_signal
+    ):
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal held meanwhile arrives here
 
 
 def received_signal() -> int | None:

@@ -11,6 +11,7 @@ import sqlalchemy
 from gpt.errors import UserError, one_line
 from sweeps import DEFAULT_STORAGE_RETRY_S, JOURNAL_NAME
 from sweeps.journal_heartbeat import HeartbeatJournalStorage
+from sweeps.journal_lock import WholeJournalLock
 from sweeps.optuna_internals import experimental_features
 from sweeps.recovery import StaleCallback, heartbeat_options
 from sweeps.storage_outage import PatientRDBStorage
@@ -50,7 +51,7 @@ def open_storage(
         raise UserError(f"Optuna storage {path} is a folder; give a journal file path")
     if not path.parent.is_dir():
         raise UserError(f"folder of Optuna storage {path} does not exist")
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=WholeJournalLock(str(path)))
     if heartbeat_s:
         return HeartbeatJournalStorage(backend, heartbeat_s, on_stale)
     return optuna.storages.JournalStorage(backend)

@@ -24,12 +24,13 @@ from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []  # the stop signals received while remembering, first first
+_deferring: list[bool] = []  # one entry per stop_signals_deferred() block the main thread is in
 
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
     first = not _received
     _received.append(signum)
-    if first:
+    if first and not _deferring:
         raise KeyboardInterrupt
 
 
@@ -68,11 +69,16 @@ def stop_signals_deferred() -> Iterator[None]:
     ):
         yield
         return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # Not the thread's signal mask: the kernel hands a process's signal to any thread that does not block it,
+    # and Python runs the handler in the main thread all the same. The handler itself holds back.
+    already_stopping = bool(_received)
+    _deferring.append(True)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal held meanwhile arrives here
+        _deferring.pop()
+    if _received and not already_stopping and not _deferring:
+        raise KeyboardInterrupt  # the first stop signal came during the block
 
 
 def received_signal() -> int | None:

@@ -13,10 +13,11 @@ scored on the whole validation file.
   Optuna's median pruner, the best of those returned, TPE, ``study.optimize(timeout=BUDGET)``, and an
   MLflow run per trial in its own store. Its pick is ``study.best_params``.
 
-Repeat ``r`` seeds both samplers with ``r``. Each pick is retrained by its own side's code (the project's
-training loop, or the peer's plain one) with ``--retrain-seeds`` seeds it never saw, and scored by the same
-function: the loss on every token of the validation file. Printed: each repeat's picks and scores, and the
-mean difference (project - peer; below 0, the project's model is better) with its standard error.
+Repeat ``r`` seeds both samplers with ``r``; ``--first-repeat`` adds repeats to an earlier run's. Each pick is
+retrained by its own side's code (the project's training loop, or the peer's plain one) with ``--retrain-seeds``
+seeds it never saw, and scored by the same function: the loss on every token of the validation file. Printed:
+each repeat's picks and scores, and the mean difference (project - peer; below 0, the project's model is better)
+with its standard error.
 
 The sides run one after the other on the whole machine, or with ``--sides-at-once`` at the same time, each in
 a process of its own kept to half the cores: the same share for each, in half the time.
@@ -251,14 +252,16 @@ def halves(cores: list[int]) -> tuple[set[int], set[int]]:
 @click.command()
 @click.option("--budget", type=click.FloatRange(min=1), default=1200, show_default=True, help="Seconds each side gets.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--first-repeat", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The first repeat's number (its sampler seed): adds repeats to an earlier run's.")  # fmt: skip
 @click.option("--retrain-seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--tokens", type=click.IntRange(min=1), default=60000, show_default=True, help="Training tokens a trial.")
 @click.option("--sides-at-once", is_flag=True, help="Run a repeat's two sides at the same time, each on half the "
               "cores (2 or more): the benchmark takes half as long, each side on half the machine.")  # fmt: skip
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "test.txt"))
 @click.option("--val-data", type=click.Path(exists=True, dir_okay=False), default=str(WIKITEXT / "valid.txt"))
-def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, sides_at_once: bool, data: str,
-         val_data: str) -> None:  # fmt: skip
+def main(budget: float, repeats: int, first_repeat: int, retrain_seeds: int, tokens: int, sides_at_once: bool,
+         data: str, val_data: str) -> None:  # fmt: skip
     prepare_sweep_process()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []  # Linux tells, and pins
     if sides_at_once and len(cores) < 2:
@@ -269,7 +272,7 @@ def main(budget: float, repeats: int, retrain_seeds: int, tokens: int, sides_at_
     with tempfile.TemporaryDirectory(prefix="gpt-peer-") as name:
         folder = Path(name)
         space_file = space_with_tokens(folder, tokens)
-        for repeat in range(repeats):
+        for repeat in range(first_repeat, first_repeat + repeats):
             args = (folder, space_file, data, val_data, budget, repeat, seeds)
             if sides_at_once:
                 with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -15,9 +15,7 @@ import optuna
 
 from sweeps.sampling import free_points, repeated_trial
 from sweeps.space import SearchSpace
-from sweeps.trial_states import LIVE_STATES, trials_run_here
-
-NOT_RUN_ATTR = "not_run"  # why a trial ended before training; such a trial does not count
+from sweeps.trial_states import LIVE_STATES, NOT_RUN_ATTR, trials_run_here
 
 
 class TrialNotRun(Exception):

@@ -9,7 +9,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gpt.interrupt import stop_if_signalled
-from sweeps.admission import NOT_RUN_ATTR
 from sweeps.clock import duration
 from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR
 from sweeps.ranking import confirmations as confirmations_of
@@ -18,7 +17,7 @@ from sweeps.report import leaderboard, params_line
 from sweeps.sampling import FAIL_REASON_ATTR, REPORT_POINTS
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import RUN_ID_ATTR, log_best_on_parent, remove_dropped_checkpoints
-from sweeps.trial_states import COUNTED_STATES, FINISHED_STATES, trials_run_here
+from sweeps.trial_states import COUNTED_STATES, FINISHED_STATES, NOT_RUN_ATTR, trials_run_here
 from tracking.runs import log_metrics, set_description, set_tags
 
 log = logging.getLogger(__name__)

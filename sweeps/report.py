@@ -37,7 +37,7 @@ from sweeps.ranking import (
 )
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR
-from sweeps.trial_states import WARM_START_ATTR
+from sweeps.trial_states import WARM_START_ATTR, state_counts
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,8 @@ def leaderboard(study: optuna.Study, top: int = 5) -> str:
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if score(t) is not None]
     pruned.sort(key=lambda t: -score(t) if maximizing(study) else score(t))
     confirmed = {r.trial.number: r for r in confirmed_ranking(study)}
-    counts = {state.name: len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
     lines = [
-        f"Study {study.study_name}: " + ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n),
+        f"Study {study.study_name}: {state_counts(study)}",
         f"{'trial':>5}  {'state':<8}  {'value':>7}  {'mean ± std over seeds':<24}  {'seconds':>7}  params",
     ]
     for trial in [*complete, *pruned][:top]:

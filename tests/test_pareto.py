@@ -13,13 +13,12 @@ import runner
 from gpt.config import TrainingConfig, read_config_file
 from gpt.cost import parameter_count, training_memory_bytes
 from gpt.errors import ConfigError, UserError
-from sweeps.admission import NOT_RUN_ATTR
 from sweeps.metrics import INFEASIBLE_ATTR, METRICS_ATTR, Objective, Weight
 from sweeps.pareto import PARETO_MARGIN, REPORTS_ATTR, dominated_at, front, hypervolume_2d
 from sweeps.ranking import Pick, best_trial
 from sweeps.space import DEFAULT_SPACE, SearchSpace
 from sweeps.study_runs import PARENT_RUN_ATTR, RUN_ID_ATTR
-from sweeps.trial_states import COUNTED_STATES
+from sweeps.trial_states import COUNTED_STATES, NOT_RUN_ATTR
 
 LOSS_AND_PARAMS = (
     TINY_BASE

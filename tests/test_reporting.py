@@ -1,5 +1,5 @@
 """The training callbacks on their own: MLflow batching on a real store, Optuna report steps on a real study, and
-what a pruned trial says of its value."""
+what a pruned trial says of its value and the leaderboard of a trial that never trained."""
 
 import warnings
 
@@ -7,10 +7,12 @@ import optuna
 from mlflow import MlflowClient
 
 from gpt.training import EvalResult
+from sweeps.admission import TrialNotRun
 from sweeps.callbacks import trial_result
 from sweeps.objective import PruningReporter
 from sweeps.report import tidy_parallel_coordinate
 from sweeps.space import DEFAULT_SPACE, SearchSpace
+from sweeps.trial_states import NOT_RUN_ATTR, state_counts
 from tracking.reporter import MlflowReporter
 from tracking.store import connect, experiment_id
 
@@ -105,3 +107,18 @@ def test_a_pruned_trial_says_its_value_is_the_pruners_measure_not_the_objective(
         "pruned at 3/10 of training: val_loss 5.4321 on its 256-token validation subset, no final_val_loss"
     )
     assert "best val_loss 5.4321" in trial_result(pruned, "best_val_loss")
+
+
+def test_the_leaderboard_counts_a_trial_refused_before_training_as_not_run_not_as_failed():
+    def objective(trial: optuna.Trial) -> float:
+        if trial.number == 1:
+            trial.set_user_attr(NOT_RUN_ATTR, "the time budget is spent")
+            raise TrialNotRun("the time budget is spent")
+        if trial.number == 2:
+            raise RuntimeError("a real failure")
+        return 5.0
+
+    study = optuna.create_study(study_name="counts")
+    study.optimize(objective, n_trials=3, catch=(TrialNotRun, RuntimeError))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL"]
+    assert state_counts(study) == "1 complete, 1 fail, 1 not run"

@@ -28,15 +28,15 @@ from sweeps.sweep import run_sweep
 @click.option("--trials", type=int, default=30, show_default=True)
 @click.option("--space", type=click.Path(path_type=Path), default=DEFAULT_SPACE, show_default=True)
 @click.option("--pruner", type=click.Choice([p for p in PRUNERS if p != "none"]), help="Instead of the space's.")
+@click.option("--seed", type=int, help="Sampler seed, instead of the space's.")
 @data_option
-def main(trials: int, space: Path, pruner: str | None, data: str) -> None:
+def main(trials: int, space: Path, pruner: str | None, seed: int | None, data: str) -> None:
     prepare_sweep_process()
     pruned_by = pruner or SearchSpace.load(space).pruner
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as folder:
-        base = SweepSettings.in_folder(
-            folder, space, trials, experiment="pruning-benchmark", data=data, device="cpu", log_every=10, confirm=0
-        )
+        base = SweepSettings.in_folder(folder, space, trials, experiment="pruning-benchmark", data=data, device="cpu",
+                                       log_every=10, confirm=0, seed=seed)  # fmt: skip
         for name in (pruned_by, "none"):
             started = time.perf_counter()
             result = run_sweep(

@@ -7,11 +7,14 @@ evaluations included. Before any trial has completed, the rates are those of a f
 and an evaluation batch of the space's base configuration (``probe_rates``), which leave the overheads
 out. The confirmations' time is reserved before each trial starts: each of the ``--confirm`` best
 configurations (the new trial counted as one while fewer have completed) trains ``--confirm-seeds`` more
-times, each about as long as its own trial took.
+times, each about as long as its own trial took. A trial may run past its estimate, and the last one admitted
+must not eat into the confirmations' time: so a trial starts only while the time left holds its estimate
+stretched by how far this study's trials have run past theirs (``overrun``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import optuna
@@ -62,15 +65,33 @@ def probe_rates(config: TrainingConfig, text: LoadedText, device: str) -> ProbeR
     return ProbeRates(train_s / trained, eval_s / read)
 
 
+def timed_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials with their arithmetic and duration: what its rate is measured on."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if FLOPS_ATTR in t.user_attrs and t.duration]  # fmt: skip
+
+
+def seconds_per_flop(timed: list[optuna.trial.FrozenTrial]) -> float:
+    return sum(t.duration.total_seconds() for t in timed) / sum(t.user_attrs[FLOPS_ATTR] for t in timed)
+
+
 def estimated_seconds(study: optuna.Study, flops: RunFlops, probe: ProbeRates) -> float:
     """A trial's seconds: at the rate this study's complete trials ran at (whole trials over their
     arithmetic), or by ``probe`` before one has completed."""
-    timed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if FLOPS_ATTR in t.user_attrs and t.duration]  # fmt: skip
+    timed = timed_trials(study)
+    return seconds_per_flop(timed) * flops.total if timed else probe.seconds(flops)
+
+
+def overrun(study: optuna.Study) -> float:
+    """How far past the study's rate its complete trials ran: the 90th percentile of each one's seconds over
+    what the rate gives for its arithmetic, at least 1. A trial's time moves with the machine's load and its
+    shape; this many times its estimate is what the last trial admitted may take."""
+    timed = timed_trials(study)
     if not timed:
-        return probe.seconds(flops)
-    rate = sum(t.duration.total_seconds() for t in timed) / sum(t.user_attrs[FLOPS_ATTR] for t in timed)
-    return rate * flops.total
+        return 1.0
+    rate = seconds_per_flop(timed)
+    ratios = sorted(t.duration.total_seconds() / (rate * t.user_attrs[FLOPS_ATTR]) for t in timed)
+    return max(1.0, ratios[math.ceil(0.9 * len(ratios)) - 1])
 
 
 def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int, candidate_s: float) -> float:
@@ -85,15 +106,18 @@ def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int,
 
 
 def check_time_left(study: optuna.Study, flops: RunFlops, deadline: Deadline, confirm: int, confirm_seeds: int) -> None:
-    """Refuse a trial of ``flops`` whose estimated time and the confirmations after it overrun ``deadline``."""
+    """Refuse a trial of ``flops`` whose estimated time, stretched by the study's ``overrun``, and the confirmations
+    after it overrun ``deadline``."""
     trial_s = estimated_seconds(study, flops, deadline.probe)
+    longest_s = trial_s * overrun(study)
     reserve = confirmations_reserve(study, confirm, confirm_seeds, trial_s)
     left = deadline.left()
-    if trial_s + reserve > left:
+    if longest_s + reserve > left:
+        up_to = f" (up to {duration(longest_s)}, as this study's trials ran)" if longest_s > trial_s else ""
         after = f" and then the confirmations' {duration(reserve)}" if reserve else ""
         raise BudgetSpent(
             f"the time budget is spent: the {duration(max(0.0, left))} left holds no trial of about "
-            f"{duration(trial_s)}{after}"
+            f"{duration(trial_s)}{up_to}{after}"
         )
 
 

@@ -1,22 +1,26 @@
 """A sweep sized by time: ``--time-budget`` reads durations as people write them, refuses a budget that
 holds no trial, and ends the sweep within its budget with its confirmations."""
 
+import datetime
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from support import SPACE, study_at, sweep, write_space
 
 from gpt.config import resolve_config
-from gpt.cost import parameter_count, run_flops
+from gpt.cost import RunFlops, parameter_count, run_flops
 from gpt.errors import ConfigError
 from gpt.model import GPTModel, count_parameters
-from sweeps.clock import parse_duration
+from sweeps.admission import BudgetSpent
+from sweeps.clock import Deadline, ProbeRates, parse_duration
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import PARENT_RUN_ATTR
-from sweeps.time_budget import FLOPS_ATTR
+from sweeps.time_budget import FLOPS_ATTR, check_time_left, overrun
 
 
 @pytest.mark.parametrize(
@@ -66,6 +70,31 @@ def test_a_bad_or_too_short_budget_is_one_line_before_any_trial(tmp_path, store,
     assert sweep(space, store, verdict, "--time-budget", "0.01", "--confirm", "2") == 2
     assert "and 2 confirmation run(s) (--confirm 0 leaves them out)" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def timed_study(seconds_and_flops: list[tuple[float, float]]) -> optuna.Study:
+    """A study of complete trials, each of ``seconds`` for ``flops`` of arithmetic."""
+    study = optuna.create_study()
+    start = datetime.datetime(2026, 1, 1)
+    for seconds, flops in seconds_and_flops:
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=TrialState.COMPLETE, value=6.0, values=None, params={}, distributions={},
+            datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds),
+            user_attrs={FLOPS_ATTR: flops}, system_attrs={}, intermediate_values={},
+        ))  # fmt: skip
+    return study
+
+
+def test_the_last_trial_admitted_leaves_room_for_running_as_far_past_its_estimate_as_the_studys_trials_did():
+    # 2 flops in 6 s: 3 s a flop; the 1-flop trials took 1 s and 5 s, so one ran 5/3 of its estimate
+    study = timed_study([(1.0, 1.0), (5.0, 1.0)])
+    assert overrun(study) == pytest.approx(5 / 3)
+    assert overrun(timed_study([(2.0, 1.0)])) == 1.0 and overrun(optuna.create_study()) == 1.0
+    one_flop = RunFlops(training=1.0, evaluation=0.0)
+    with_time_left = Deadline.starting_now(1000, ProbeRates(1.0, 1.0), time.time())  # 3 s estimate, 5 s at most
+    check_time_left(study, one_flop, replace(with_time_left, ends_at=time.time() + 6), confirm=0, confirm_seeds=1)
+    with pytest.raises(BudgetSpent, match=r"holds no trial of about 3s \(up to 5s, as this study's trials ran\)"):
+        check_time_left(study, one_flop, replace(with_time_left, ends_at=time.time() + 4), confirm=0, confirm_seeds=1)
 
 
 @pytest.mark.slow

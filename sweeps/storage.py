@@ -69,10 +69,11 @@ def rdb_storage(url: str, retry_s: float, options: dict) -> PatientRDBStorage:
         return PatientRDBStorage(url, retry_s, **options)
 
 
-def load_study(name: str, storage: str) -> optuna.Study:
-    """An existing study; a missing one is a clear error, not a new empty study."""
+def load_study(name: str, storage: str, storage_flag: str = "--storage") -> optuna.Study:
+    """An existing study; a missing one is a clear error, not a new empty study. ``storage_flag`` is the
+    option that names the storage where the study was read from (``--warm-start-storage`` for a warm start)."""
     if "://" not in storage and not Path(storage).is_file():
-        raise UserError(f"no Optuna storage at {redacted(storage)}; pass the --storage the sweep used")
+        raise UserError(f"no Optuna storage at {redacted(storage)}; pass the {storage_flag} the sweep used")
     try:
         return optuna.load_study(study_name=name, storage=open_storage(storage))
     except KeyError:

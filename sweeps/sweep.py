@@ -102,7 +102,8 @@ def run_sweep(
         settings = start_the_clock(settings, space, text, started)
     earlier = None
     if settings.warm_start is not None:
-        earlier = load_study(settings.warm_start, settings.warm_start_storage or settings.storage)
+        earlier_storage = settings.warm_start_storage or settings.storage
+        earlier = load_study(settings.warm_start, earlier_storage, "--warm-start-storage")
         check_comparable(earlier, space)
     if dry_run:
         log.info(space.describe())

@@ -35,7 +35,7 @@ def test_a_missing_or_incomparable_earlier_study_is_one_line(tmp_path, store, ve
     space = write_space(tmp_path, SPACE)
     assert sweep(space, store, verdict, "--warm-start", "gone", "--dry-run") == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no Optuna storage at" in err
+    assert len(err.splitlines()) == 1 and "no Optuna storage at" in err and "pass the --warm-start-storage" in err
     storage = tmp_path / "earlier.log"
     earlier = optuna.create_study(study_name="earlier", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(storage))), direction="maximize")  # fmt: skip

@@ -75,18 +75,16 @@ def seconds_per_flop(timed: list[optuna.trial.FrozenTrial]) -> float:
     return sum(t.duration.total_seconds() for t in timed) / sum(t.user_attrs[FLOPS_ATTR] for t in timed)
 
 
-def estimated_seconds(study: optuna.Study, flops: RunFlops, probe: ProbeRates) -> float:
-    """A trial's seconds: at the rate this study's complete trials ran at (whole trials over their
+def estimated_seconds(timed: list[optuna.trial.FrozenTrial], flops: RunFlops, probe: ProbeRates) -> float:
+    """A trial's seconds: at the rate the study's ``timed`` trials ran at (whole trials over their
     arithmetic), or by ``probe`` before one has completed."""
-    timed = timed_trials(study)
     return seconds_per_flop(timed) * flops.total if timed else probe.seconds(flops)
 
 
-def overrun(study: optuna.Study) -> float:
-    """How far past the study's rate its complete trials ran: the 90th percentile of each one's seconds over
+def overrun(timed: list[optuna.trial.FrozenTrial]) -> float:
+    """How far past the study's rate its ``timed`` trials ran: the 90th percentile of each one's seconds over
     what the rate gives for its arithmetic, at least 1. A trial's time moves with the machine's load and its
     shape; this many times its estimate is what the last trial admitted may take."""
-    timed = timed_trials(study)
     if not timed:
         return 1.0
     rate = seconds_per_flop(timed)
@@ -108,8 +106,9 @@ def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int,
 def check_time_left(study: optuna.Study, flops: RunFlops, deadline: Deadline, confirm: int, confirm_seeds: int) -> None:
     """Refuse a trial of ``flops`` whose estimated time, stretched by the study's ``overrun``, and the confirmations
     after it overrun ``deadline``."""
-    trial_s = estimated_seconds(study, flops, deadline.probe)
-    longest_s = trial_s * overrun(study)
+    timed = timed_trials(study)
+    trial_s = estimated_seconds(timed, flops, deadline.probe)
+    longest_s = trial_s * overrun(timed)
     reserve = confirmations_reserve(study, confirm, confirm_seeds, trial_s)
     left = deadline.left()
     if longest_s + reserve > left:

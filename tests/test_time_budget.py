@@ -20,7 +20,7 @@ from sweeps.admission import BudgetSpent
 from sweeps.clock import Deadline, ProbeRates, parse_duration
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import PARENT_RUN_ATTR
-from sweeps.time_budget import FLOPS_ATTR, check_time_left, overrun
+from sweeps.time_budget import FLOPS_ATTR, check_time_left, overrun, timed_trials
 
 
 @pytest.mark.parametrize(
@@ -88,8 +88,8 @@ def timed_study(seconds_and_flops: list[tuple[float, float]]) -> optuna.Study:
 def test_the_last_trial_admitted_leaves_room_for_running_as_far_past_its_estimate_as_the_studys_trials_did():
     # 2 flops in 6 s: 3 s a flop; the 1-flop trials took 1 s and 5 s, so one ran 5/3 of its estimate
     study = timed_study([(1.0, 1.0), (5.0, 1.0)])
-    assert overrun(study) == pytest.approx(5 / 3)
-    assert overrun(timed_study([(2.0, 1.0)])) == 1.0 and overrun(optuna.create_study()) == 1.0
+    assert overrun(timed_trials(study)) == pytest.approx(5 / 3)
+    assert overrun(timed_trials(timed_study([(2.0, 1.0)]))) == 1.0 and overrun([]) == 1.0
     one_flop = RunFlops(training=1.0, evaluation=0.0)
     with_time_left = Deadline.starting_now(1000, ProbeRates(1.0, 1.0), time.time())  # 3 s estimate, 5 s at most
     check_time_left(study, one_flop, replace(with_time_left, ends_at=time.time() + 6), confirm=0, confirm_seeds=1)

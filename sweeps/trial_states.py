@@ -1,5 +1,7 @@
 """The groups of Optuna trial states the sweep counts by, named for what each decides."""
 
+from collections import Counter
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -23,9 +25,9 @@ def trials_run_here(study: optuna.Study, states: tuple[TrialState, ...]) -> list
 def state_counts(study: optuna.Study) -> str:
     """How many trials are in each state, as "84 complete, 42 pruned, 1 not run": a trial the admission refused
     before training ends FAIL (Optuna has no state for it) but is counted as not run, since nothing failed."""
-    labels = [
+    counts = Counter(
         "not run" if t.state == TrialState.FAIL and NOT_RUN_ATTR in t.user_attrs else t.state.name.lower()
         for t in study.get_trials(deepcopy=False)
-    ]
+    )
     order = [state.name.lower() for state in TrialState] + ["not run"]
-    return ", ".join(f"{labels.count(label)} {label}" for label in order if label in labels)
+    return ", ".join(f"{counts[label]} {label}" for label in order if counts[label])

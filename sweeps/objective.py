@@ -36,7 +36,7 @@ from sweeps.recovery import WORKER_ATTR, this_worker
 from sweeps.sampling import FAIL_REASON_ATTR, LAST_PRUNING_POINT, REPORT_POINTS
 from sweeps.space import SearchSpace
 from sweeps.study_runs import RUN_ID_ATTR, child_run_tags, ranks_in_top
-from sweeps.time_budget import FLOPS_ATTR, check_time_left, trial_flops
+from sweeps.time_budget import FLOPS_ATTR, TimeBetweenTrials, check_time_left, trial_flops
 from tracking.runs import log_metrics, log_params, run_params, tracked_run
 from tracking.training import log_checkpoint, train_tracked
 
@@ -161,9 +161,19 @@ class TrialObjective:
         """``plotter`` draws and uploads each trial's loss plot while the next trial trains."""
         self.settings, self.space, self.text, self.plotter = settings, space, text, plotter
         self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
+        self.between_trials = TimeBetweenTrials()
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
+        self.between_trials.trial_starts(started)
+        try:
+            return self.admit_and_train(trial, started)
+        finally:
+            self.between_trials.trial_ended()
+
+    def admit_and_train(self, trial: optuna.Trial, started: float) -> float:
+        """Refuse the trial or train it; a failure the sweep survives is said on the trial, and a stop queues
+        its point again."""
         sampled = admit(trial, self.space, self.settings.trials, partial(self.check_before_training, trial))
         try:
             return self.train(trial, sampled, started)
@@ -197,7 +207,8 @@ class TrialObjective:
             raise Infeasible(f"infeasible, never trained: {broken}")
         deadline = self.settings.deadline
         if deadline is not None:
-            check_time_left(trial.study, flops, deadline, self.settings.confirm, self.settings.confirm_seeds)
+            between_s = self.between_trials.longest_s
+            check_time_left(trial.study, flops, deadline, between_s, self.settings.confirm, self.settings.confirm_seeds)
 
     def record_limits(self, trial: optuna.Trial, measured: dict[str, float]) -> str | None:
         """Give Optuna each limit's standing for ``measured`` (its constrained samplers read them: above 0 is

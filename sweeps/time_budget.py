@@ -9,7 +9,9 @@ out. The confirmations' time is reserved before each trial starts: each of the `
 configurations (the new trial counted as one while fewer have completed) trains ``--confirm-seeds`` more
 times, each about as long as its own trial took. A trial may run past its estimate, and the last one admitted
 must not eat into the confirmations' time: so a trial starts only while the time left holds its estimate
-stretched by how far this study's trials have run past theirs (``overrun``).
+stretched by how far this study's trials have run past theirs (``overrun``), and the longest this process
+has spent between two trials (``TimeBetweenTrials``): Optuna's bookkeeping, the study's callbacks and the
+next sampling, which no trial's duration counts and which comes before the confirmations start.
 """
 
 from __future__ import annotations
@@ -92,6 +94,23 @@ def overrun(timed: list[optuna.trial.FrozenTrial]) -> float:
     return max(1.0, ratios[math.ceil(0.9 * len(ratios)) - 1])
 
 
+class TimeBetweenTrials:
+    """The longest this process has spent between one trial's objective ending and the next one's starting.
+    Per process: another worker, or the same sweep run again, measures its own."""
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self.ended_at: float | None = None
+
+    def trial_starts(self, now: float) -> None:
+        """A trial's objective starts at ``now`` (``time.perf_counter()``)."""
+        if self.ended_at is not None:
+            self.longest_s = max(self.longest_s, now - self.ended_at)
+
+    def trial_ended(self) -> None:
+        self.ended_at = time.perf_counter()
+
+
 def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int, candidate_s: float) -> float:
     """Seconds the confirmations still to come will take if a trial of ``candidate_s`` starts now."""
     if not confirm:
@@ -103,20 +122,23 @@ def confirmations_reserve(study: optuna.Study, confirm: int, confirm_seeds: int,
     return seconds + (confirm_seeds * candidate_s if len(best) < confirm else 0.0)
 
 
-def check_time_left(study: optuna.Study, flops: RunFlops, deadline: Deadline, confirm: int, confirm_seeds: int) -> None:
-    """Refuse a trial of ``flops`` whose estimated time, stretched by the study's ``overrun``, and the confirmations
-    after it overrun ``deadline``."""
+def check_time_left(
+    study: optuna.Study, flops: RunFlops, deadline: Deadline, between_s: float, confirm: int, confirm_seeds: int
+) -> None:
+    """Refuse a trial of ``flops`` whose estimated time, stretched by the study's ``overrun``, the ``between_s``
+    after it and the confirmations after that overrun ``deadline``."""
     timed = timed_trials(study)
     trial_s = estimated_seconds(timed, flops, deadline.probe)
     longest_s = trial_s * overrun(timed)
     reserve = confirmations_reserve(study, confirm, confirm_seeds, trial_s)
     left = deadline.left()
-    if longest_s + reserve > left:
+    if longest_s + between_s + reserve > left:
         up_to = f" (up to {duration(longest_s)}, as this study's trials ran)" if longest_s > trial_s else ""
+        between = f", the {duration(between_s)} between trials" if round(between_s) else ""
         after = f" and then the confirmations' {duration(reserve)}" if reserve else ""
         raise BudgetSpent(
             f"the time budget is spent: the {duration(max(0.0, left))} left holds no trial of about "
-            f"{duration(trial_s)}{up_to}{after}"
+            f"{duration(trial_s)}{up_to}{between}{after}"
         )
 
 

@@ -3,7 +3,6 @@ holds no trial, and ends the sweep within its budget with its confirmations."""
 
 import datetime
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -20,7 +19,7 @@ from sweeps.admission import BudgetSpent
 from sweeps.clock import Deadline, ProbeRates, parse_duration
 from sweeps.settings import SweepSettings
 from sweeps.study_runs import PARENT_RUN_ATTR
-from sweeps.time_budget import FLOPS_ATTR, check_time_left, overrun, timed_trials
+from sweeps.time_budget import FLOPS_ATTR, TimeBetweenTrials, check_time_left, overrun, timed_trials
 
 
 @pytest.mark.parametrize(
@@ -91,16 +90,35 @@ def test_the_last_trial_admitted_leaves_room_for_running_as_far_past_its_estimat
     assert overrun(timed_trials(study)) == pytest.approx(5 / 3)
     assert overrun(timed_trials(timed_study([(2.0, 1.0)]))) == 1.0 and overrun([]) == 1.0
     one_flop = RunFlops(training=1.0, evaluation=0.0)
-    with_time_left = Deadline.starting_now(1000, ProbeRates(1.0, 1.0), time.time())  # 3 s estimate, 5 s at most
-    check_time_left(study, one_flop, replace(with_time_left, ends_at=time.time() + 6), confirm=0, confirm_seeds=1)
+    probe = ProbeRates(1.0, 1.0)
+
+    def check(left_s: float, between_s: float) -> None:  # a 3 s estimate, 5 s at most
+        check_time_left(study, one_flop, Deadline(time.time() + left_s, 1000, probe), between_s, 0, 1)
+
+    check(left_s=6, between_s=0.0)
     with pytest.raises(BudgetSpent, match=r"holds no trial of about 3s \(up to 5s, as this study's trials ran\)"):
-        check_time_left(study, one_flop, replace(with_time_left, ends_at=time.time() + 4), confirm=0, confirm_seeds=1)
+        check(left_s=4, between_s=0.0)
+    # the time between trials comes after the last one too, before the confirmations or the sweep's end
+    with pytest.raises(BudgetSpent, match=r"\(up to 5s, as this study's trials ran\), the 2s between trials"):
+        check(left_s=6, between_s=2.0)
+
+
+def test_the_time_between_trials_is_the_longest_gap_from_one_trials_end_to_the_next_ones_start():
+    between = TimeBetweenTrials()
+    between.trial_starts(time.perf_counter())  # the first trial follows none
+    assert between.longest_s == 0.0
+    between.trial_ended()
+    ended = between.ended_at
+    between.trial_starts(ended + 2.0)
+    between.trial_ended()
+    between.trial_starts(between.ended_at + 0.5)
+    assert between.longest_s == pytest.approx(2.0)
 
 
 @pytest.mark.slow
 @pytest.mark.serial  # it times a sweep: alone, its trials take as long as its estimates learn
 def test_a_time_budget_ends_the_sweep_on_time_with_its_confirmations(tmp_path, store, verdict, capsys):
-    budget = 45
+    budget = 60  # a trial takes about 1 s; the report and registration after the confirmation about 2 s
     started = time.time()
     code = sweep(write_space(tmp_path, SPACE), store, verdict, "--time-budget", str(budget), "--confirm", "1",
                  "--confirm-seeds", "1")  # fmt: skip
@@ -112,11 +130,11 @@ def test_a_time_budget_ends_the_sweep_on_time_with_its_confirmations(tmp_path, s
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) >= 2 and all(FLOPS_ATTR in t.user_attrs for t in finished)
     # no trial count: the budget alone ended it, after the last trial and before the confirmation
-    assert "[1] trial 0 COMPLETE" in out and f"of the {budget}s budget left" in out
+    assert "[1] trial 0 COMPLETE" in out and "of the 1m00s budget left" in out
     assert "not run: the time budget is spent" in out
     assert out.index("not run: the time budget is spent") < out.index("[confirm 1/1]")
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert {run.info.status for run in runs} == {"FINISHED"}
     parent = client.get_run(study.user_attrs[PARENT_RUN_ATTR])
-    assert f"as many trials as a {budget}s budget holds" in parent.data.tags["mlflow.note.content"]
+    assert "as many trials as a 1m00s budget holds" in parent.data.tags["mlflow.note.content"]
